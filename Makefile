@@ -1,0 +1,26 @@
+# `make demo` and `make test` each do all the set-up on a fresh clone (a virtualenv in .venv).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/python examples/booking.py
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check motia_state tests examples
+	$(BIN)/ruff format --check motia_state tests examples
+	$(BIN)/mypy --strict motia_state
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .motia .pytest_cache .mypy_cache .ruff_cache

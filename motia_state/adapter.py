@@ -1,0 +1,215 @@
+"""The contract a backend implements: built-in adapters and users' custom adapters alike.
+
+A custom adapter may define only the reference's five methods (``get``, ``set``, ``delete``, ``clear``,
+``cleanup``); every other hook has a default built on those, or raises ``NotImplementedError`` naming the
+method to add. Values crossing this boundary are plain, already validated JSON values (dict, list, str,
+int, float, bool, None); the adapter must return fresh objects on every read. ``ttl`` arguments are
+seconds (float) or None for no expiry; the expiry clock starts when the adapter performs the write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from .ops import Filter, match
+
+__all__ = ["Entry", "SetResult", "StateAdapter", "StateItem"]
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    """What ``set`` and ``update`` return: the value before and after the write."""
+
+    old_value: Any
+    new_value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StateItem:
+    """One entry as ``items`` returns it; ``expires_at`` is an aware UTC datetime or None."""
+
+    scope: str
+    key: str
+    value: Any
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A stored value with its expiry (an aware UTC datetime, or None for never)."""
+
+    value: Any
+    expires_at: datetime | None = None
+
+
+def expiry_from_ttl(ttl: float | None) -> datetime | None:
+    """Absolute expiry for a write happening now."""
+    return None if ttl is None else datetime.fromtimestamp(time.time() + ttl, UTC)
+
+
+def seconds_left(expires_at: datetime | None) -> float | None:
+    """Seconds until ``expires_at`` (None for never); may be <= 0 when already past."""
+    return None if expires_at is None else expires_at.timestamp() - time.time()
+
+
+# Fallback home of the default update's lock for adapters whose instances take no new attributes.
+_update_locks: dict[int, asyncio.Lock] = {}
+
+
+def _update_lock(adapter: object) -> asyncio.Lock:
+    # Created lazily on the instance: a subclass may never call StateAdapter.__init__.
+    lock = getattr(adapter, "_motia_state_update_lock", None)
+    if lock is None:
+        lock = asyncio.Lock()
+        try:
+            object.__setattr__(adapter, "_motia_state_update_lock", lock)
+        except AttributeError:
+            lock = _update_locks.setdefault(id(adapter), lock)
+    assert isinstance(lock, asyncio.Lock)
+    return lock
+
+
+class StateAdapter:
+    """Base class of every backend. Override the five reference methods at least."""
+
+    #: Short name used in error messages ("sqlite", "postgres", "redis", "memory", ...).
+    backend: ClassVar[str] = "custom"
+
+    # --- lifecycle (optional) ------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open connections, run migrations. Called once before the first operation."""
+
+    async def close(self) -> None:
+        """Release connections. Must be idempotent."""
+
+    def translate_error(self, exc: Exception) -> Exception | None:
+        """Map a driver exception to a StateError (or None to let it propagate unchanged)."""
+        return None
+
+    # --- the reference's five methods ----------------------------------------------------------
+
+    async def get(self, scope: str, key: str) -> Any:
+        """The live value, or None."""
+        raise NotImplementedError(f"{type(self).__name__} must implement get(scope, key)")
+
+    async def set(self, scope: str, key: str, value: Any) -> None:
+        """Store ``value`` with no expiry."""
+        raise NotImplementedError(f"{type(self).__name__} must implement set(scope, key, value)")
+
+    async def delete(self, scope: str, key: str) -> None:
+        """Remove the entry (absent = no-op)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement delete(scope, key)")
+
+    async def clear(self, scope: str) -> int | None:
+        """Remove every entry of exactly ``scope``; return how many (None when unknown)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement clear(scope)")
+
+    async def cleanup(self) -> int | None:
+        """Remove expired entries; return how many (None when unknown)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement cleanup()")
+
+    # --- richer hooks with defaults built on the five ------------------------------------------
+
+    async def get_entry(self, scope: str, key: str) -> Entry | None:
+        """The live entry with its expiry, or None. Default: ``get`` (no expiry known)."""
+        value = await self.get(scope, key)
+        return None if value is None else Entry(value)
+
+    async def set_entry(self, scope: str, key: str, value: Any, ttl: float | None) -> Any:
+        """Write ``value`` (expiring after ``ttl`` seconds) and return the old live value, atomically."""
+        if ttl is not None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no expiry support: override set_entry(scope, key, value, ttl)"
+            )
+        old = await self.get(scope, key)
+        await self.set(scope, key, value)
+        return old
+
+    async def delete_entry(self, scope: str, key: str) -> Any:
+        """Remove the entry and return its old live value (None if absent)."""
+        old = await self.get(scope, key)
+        await self.delete(scope, key)
+        return old
+
+    async def update_entry(
+        self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
+    ) -> tuple[Any, Any]:
+        """Atomically replace the value with ``apply(old)`` (old None = absent); keep the entry's expiry.
+
+        A new entry expires after ``ttl_if_new``. If ``apply`` raises, nothing is written. The default is
+        atomic within one process only: override it with the backend's own transaction or CAS.
+        """
+        async with _update_lock(self):
+            entry = await self.get_entry(scope, key)
+            old = None if entry is None else entry.value
+            new = apply(old)
+            if entry is None:
+                ttl = ttl_if_new
+            else:
+                left = seconds_left(entry.expires_at)
+                ttl = None if left is None else max(left, 0.001)
+            await self.set_entry(scope, key, new, ttl)
+            return old, new
+
+    async def keys(self, scope: str) -> list[str]:
+        """Live keys of ``scope`` (any order; the manager sorts)."""
+        raise NotImplementedError(f"{type(self).__name__} does not list keys: override keys(scope)")
+
+    async def list_groups(self) -> list[str]:
+        """Scopes holding at least one live entry (any order; the manager sorts)."""
+        raise NotImplementedError(f"{type(self).__name__} does not list scopes: override list_groups()")
+
+    async def values(self, scope: str) -> list[Any]:
+        """Live values of ``scope`` ordered by key (code point)."""
+        return [item.value for item in await self.items(scope, (), None)]
+
+    async def items(self, scope: str | None, filters: Sequence[Filter], limit: int | None) -> list[StateItem]:
+        """Live entries (of ``scope``, or all) passing ``filters``, ordered by (scope, key), at most ``limit``."""
+        scopes = [scope] if scope is not None else sorted(await self.list_groups())
+        out: list[StateItem] = []
+        for s in scopes:
+            for k in sorted(await self.keys(s)):
+                entry = await self.get_entry(s, k)
+                if entry is None or not match(entry.value, filters):
+                    continue
+                out.append(StateItem(s, k, entry.value, entry.expires_at))
+                if limit is not None and len(out) >= limit:
+                    return out
+        return out
+
+    async def get_many(self, scope: str, keys: Sequence[str]) -> dict[str, Any]:
+        """Live values of ``keys`` that exist; missing keys are left out."""
+        out: dict[str, Any] = {}
+        for k in keys:
+            entry = await self.get_entry(scope, k)
+            if entry is not None:
+                out[k] = entry.value
+        return out
+
+    async def set_many(self, scope: str, mapping: Mapping[str, Any], ttl: float | None) -> None:
+        """Write every entry, all or nothing. The default is not atomic: override it."""
+        for k, v in mapping.items():
+            await self.set_entry(scope, k, v, ttl)
+
+    async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
+        """Remove ``keys``; return how many live entries were removed."""
+        removed = 0
+        for k in keys:
+            if await self.get_entry(scope, k) is not None:
+                await self.delete(scope, k)
+                removed += 1
+        return removed
+
+    async def ttl(self, scope: str, key: str) -> float | None:
+        """Seconds left, or None for no expiry or no entry."""
+        entry = await self.get_entry(scope, key)
+        if entry is None:
+            return None
+        left = seconds_left(entry.expires_at)
+        return None if left is None else max(left, 0.0)

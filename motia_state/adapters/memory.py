@@ -1,0 +1,172 @@
+"""Memory backend: a dict in this process; same semantics as the others, nothing persisted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ..adapter import Entry, StateAdapter, StateItem
+from ..ops import Filter, match
+from ..values import decode, encode
+
+__all__ = ["MemoryAdapter"]
+
+# (JSON text, expiry as epoch seconds or None). Text, so that every read builds a fresh object.
+_Stored = tuple[str, float | None]
+
+
+def _expiry(ttl: float | None) -> float | None:
+    return None if ttl is None else time.time() + ttl
+
+
+def _aware(expires: float | None) -> datetime | None:
+    return None if expires is None else datetime.fromtimestamp(expires, UTC)
+
+
+class MemoryAdapter(StateAdapter):
+    """State in a dict of scopes; atomic within the process because no operation awaits mid-way."""
+
+    backend = "memory"
+
+    def __init__(self) -> None:
+        self._data: dict[str, dict[str, _Stored]] = {}
+
+    def __repr__(self) -> str:
+        return "MemoryAdapter()"
+
+    def _live(self, scope: str, key: str) -> _Stored | None:
+        entries = self._data.get(scope)
+        if entries is None:
+            return None
+        stored = entries.get(key)
+        if stored is None:
+            return None
+        expires = stored[1]
+        if expires is not None and expires <= time.time():
+            return None  # left in place for cleanup() to remove and count
+        return stored
+
+    def _live_entries(self, scope: str) -> dict[str, _Stored]:
+        entries = self._data.get(scope)
+        if not entries:
+            return {}
+        now = time.time()
+        return {k: s for k, s in entries.items() if s[1] is None or s[1] > now}
+
+    def _put(self, scope: str, key: str, value: Any, expires: float | None) -> None:
+        self._data.setdefault(scope, {})[key] = (encode(value), expires)
+
+    async def get(self, scope: str, key: str) -> Any:
+        stored = self._live(scope, key)
+        return None if stored is None else decode(stored[0])
+
+    async def get_entry(self, scope: str, key: str) -> Entry | None:
+        stored = self._live(scope, key)
+        return None if stored is None else Entry(decode(stored[0]), _aware(stored[1]))
+
+    async def set(self, scope: str, key: str, value: Any) -> None:
+        self._put(scope, key, value, None)
+
+    async def set_entry(self, scope: str, key: str, value: Any, ttl: float | None) -> Any:
+        stored = self._live(scope, key)
+        self._put(scope, key, value, _expiry(ttl))
+        return None if stored is None else decode(stored[0])
+
+    async def delete(self, scope: str, key: str) -> None:
+        await self.delete_entry(scope, key)
+
+    async def delete_entry(self, scope: str, key: str) -> Any:
+        stored = self._live(scope, key)
+        if stored is None:
+            return None
+        entries = self._data[scope]
+        del entries[key]
+        if not entries:
+            del self._data[scope]
+        return decode(stored[0])
+
+    async def update_entry(
+        self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
+    ) -> tuple[Any, Any]:
+        stored = self._live(scope, key)
+        old = None if stored is None else decode(stored[0])
+        new = apply(old)
+        expires = _expiry(ttl_if_new) if stored is None else stored[1]
+        self._put(scope, key, new, expires)
+        return old, decode(encode(new))
+
+    async def clear(self, scope: str) -> int:
+        live = self._live_entries(scope)
+        self._data.pop(scope, None)
+        return len(live)
+
+    async def cleanup(self) -> int:
+        now = time.time()
+        removed = 0
+        for scope in list(self._data):
+            entries = self._data[scope]
+            dead = [k for k, s in entries.items() if s[1] is not None and s[1] <= now]
+            for k in dead:
+                del entries[k]
+            removed += len(dead)
+            if not entries:
+                del self._data[scope]
+        return removed
+
+    async def keys(self, scope: str) -> list[str]:
+        return list(self._live_entries(scope))
+
+    async def list_groups(self) -> list[str]:
+        now = time.time()
+        return [s for s, entries in self._data.items() if any(e[1] is None or e[1] > now for e in entries.values())]
+
+    async def values(self, scope: str) -> list[Any]:
+        live = self._live_entries(scope)
+        return [decode(live[k][0]) for k in sorted(live)]
+
+    async def items(self, scope: str | None, filters: Sequence[Filter], limit: int | None) -> list[StateItem]:
+        scopes = [scope] if scope is not None else sorted(self._data)
+        out: list[StateItem] = []
+        for s in scopes:
+            live = self._live_entries(s)
+            for k in sorted(live):
+                text, expires = live[k]
+                value = decode(text)
+                if filters and not match(value, filters):
+                    continue
+                out.append(StateItem(s, k, value, _aware(expires)))
+                if limit is not None and len(out) >= limit:
+                    return out
+        return out
+
+    async def get_many(self, scope: str, keys: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k in keys:
+            stored = self._live(scope, k)
+            if stored is not None:
+                out[k] = decode(stored[0])
+        return out
+
+    async def set_many(self, scope: str, mapping: Mapping[str, Any], ttl: float | None) -> None:
+        # Encode everything first so that a failure leaves the store untouched.
+        expires = _expiry(ttl)
+        encoded = {k: (encode(v), expires) for k, v in mapping.items()}
+        self._data.setdefault(scope, {}).update(encoded)
+
+    async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
+        removed = 0
+        for k in keys:
+            if self._live(scope, k) is not None:
+                del self._data[scope][k]
+                removed += 1
+        if scope in self._data and not self._data[scope]:
+            del self._data[scope]
+        return removed
+
+    async def ttl(self, scope: str, key: str) -> float | None:
+        stored = self._live(scope, key)
+        if stored is None or stored[1] is None:
+            return None
+        return max(stored[1] - time.time(), 0.0)

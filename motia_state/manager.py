@@ -1,0 +1,316 @@
+"""StateManager: the public async API. Checks arguments, applies defaults, delegates to an adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NoReturn, Self, TypeVar, overload
+
+from .adapter import SetResult, StateAdapter, StateItem
+from .errors import StateError, StateValueError
+from .ops import apply_ops, parse_filters, parse_ops
+from .values import check_name, check_ttl, check_value, rebuild
+
+__all__ = ["StateManager"]
+
+T = TypeVar("T")
+
+
+class StateManager:
+    """Scoped JSON state with optional expiry, on any :class:`StateAdapter`.
+
+    >>> state = StateManager.from_url("memory://")
+    >>> await state.set("trace-1", "booking", {"status": "pending"})
+    """
+
+    def __init__(self, adapter: StateAdapter, *, ttl: float | None = None) -> None:
+        if not isinstance(adapter, StateAdapter):
+            raise TypeError(f"StateManager needs a StateAdapter, got {type(adapter).__name__}")
+        self._adapter = adapter
+        self._default_ttl = None if ttl is None else check_ttl(ttl)
+        self._connected = False
+        self._connect_lock: asyncio.Lock | None = None
+
+    # --- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> StateManager:
+        """Open a store from a URL: ``sqlite:///path``, ``postgresql://…``, ``redis://…``, ``memory://``."""
+        from .config import settings_from_url
+
+        return settings_from_url(url, options).build(cls)
+
+    @classmethod
+    def from_config(cls, path: str | Path | None = None, **options: Any) -> StateManager:
+        """Open the store named by ``config.yml`` (block ``state:``), ``MOTIA_STATE_URL``, or the SQLite default."""
+        from .config import load_settings
+
+        return load_settings(path, options).build(cls)
+
+    @property
+    def adapter(self) -> StateAdapter:
+        """The backend behind this manager."""
+        return self._adapter
+
+    @property
+    def default_ttl(self) -> float | None:
+        """TTL in seconds applied to writes that name none (None = no expiry)."""
+        return self._default_ttl
+
+    def __repr__(self) -> str:
+        return f"StateManager({self._adapter!r})"
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if self._connected:
+                return
+            try:
+                await self._adapter.connect()
+            except Exception as exc:
+                raise self._translate(exc) from exc
+            self._connected = True
+
+    async def connect(self) -> None:
+        """Connect (and migrate, per the store's ``migrate`` setting) now instead of on first use."""
+        if not self._connected:
+            await self._connect()
+
+    async def close(self) -> None:
+        """Release pools and connections. Idempotent; a later call reconnects."""
+        self._connected = False
+        try:
+            await self._adapter.close()
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _translate(self, exc: Exception) -> Exception:
+        if isinstance(exc, StateError | NotImplementedError):
+            return exc
+        translated = self._adapter.translate_error(exc)
+        return exc if translated is None else translated
+
+    def _raise(self, exc: Exception) -> NoReturn:
+        err = self._translate(exc)
+        if err is exc:
+            raise exc
+        raise err from exc
+
+    def _ttl(self, ttl: float | None, scope: str, key: str | None = None) -> float | None:
+        return self._default_ttl if ttl is None else check_ttl(ttl, scope, key)
+
+    # --- single entries ------------------------------------------------------------------------
+
+    @overload
+    async def get(self, scope: str, key: str) -> Any: ...
+    @overload
+    async def get(self, scope: str, key: str, *, type: builtins.type[T]) -> T | None: ...
+    @overload
+    async def get(self, scope: str, key: str, *, type: Any) -> Any: ...
+
+    async def get(self, scope: str, key: str, *, type: Any = None) -> Any:
+        """The value at ``scope``/``key`` (rebuilt as ``type`` if given), or None."""
+        check_name("scope", scope)
+        check_name("key", key)
+        if not self._connected:
+            await self._connect()
+        try:
+            value = await self._adapter.get(scope, key)
+        except Exception as exc:
+            self._raise(exc)
+        if type is None or value is None:
+            return value
+        return rebuild(value, type)
+
+    async def set(self, scope: str, key: str, value: Any, *, ttl: float | None = None) -> SetResult:
+        """Store ``value``; return the old and new values (old read atomically with the write)."""
+        check_name("scope", scope)
+        check_name("key", key)
+        stored = check_value(value, scope, key)
+        expiry = self._ttl(ttl, scope, key)
+        if not self._connected:
+            await self._connect()
+        try:
+            old = await self._adapter.set_entry(scope, key, stored, expiry)
+        except Exception as exc:
+            self._raise(exc)
+        return SetResult(old, stored)
+
+    async def delete(self, scope: str, key: str) -> Any:
+        """Remove the entry; return its old value or None."""
+        check_name("scope", scope)
+        check_name("key", key)
+        if not self._connected:
+            await self._connect()
+        try:
+            return await self._adapter.delete_entry(scope, key)
+        except Exception as exc:
+            self._raise(exc)
+
+    async def update(self, scope: str, key: str, ops: Iterable[Mapping[str, Any]]) -> SetResult:
+        """Apply update operations atomically, all or nothing (SPEC §5); keeps the entry's expiry."""
+        check_name("scope", scope)
+        check_name("key", key)
+        parsed = parse_ops(ops, scope, key)
+
+        def apply(old: Any) -> Any:
+            return check_value(apply_ops(old, parsed), scope, key)
+
+        if not self._connected:
+            await self._connect()
+        try:
+            old, new = await self._adapter.update_entry(scope, key, apply, self._default_ttl)
+        except Exception as exc:
+            self._raise(exc)
+        return SetResult(old, new)
+
+    async def ttl(self, scope: str, key: str) -> float | None:
+        """Seconds left before the entry expires; None for no expiry or no entry."""
+        check_name("scope", scope)
+        check_name("key", key)
+        if not self._connected:
+            await self._connect()
+        try:
+            return await self._adapter.ttl(scope, key)
+        except Exception as exc:
+            self._raise(exc)
+
+    # --- scopes --------------------------------------------------------------------------------
+
+    async def clear(self, scope: str) -> int:
+        """Remove every entry of exactly ``scope``; return how many."""
+        check_name("scope", scope)
+        if not self._connected:
+            await self._connect()
+        try:
+            removed = await self._adapter.clear(scope)
+        except Exception as exc:
+            self._raise(exc)
+        return removed if isinstance(removed, int) else 0
+
+    async def cleanup(self) -> int:
+        """Delete expired entries; return how many. Safe to run from many processes at once."""
+        if not self._connected:
+            await self._connect()
+        try:
+            removed = await self._adapter.cleanup()
+        except Exception as exc:
+            self._raise(exc)
+        return removed if isinstance(removed, int) else 0
+
+    async def list(self, scope: str) -> builtins.list[Any]:
+        """The live values of ``scope``, ordered by key."""
+        check_name("scope", scope)
+        if not self._connected:
+            await self._connect()
+        try:
+            return await self._adapter.values(scope)
+        except Exception as exc:
+            self._raise(exc)
+
+    async def keys(self, scope: str) -> builtins.list[str]:
+        """The live keys of ``scope``, sorted by code point."""
+        check_name("scope", scope)
+        if not self._connected:
+            await self._connect()
+        try:
+            return sorted(await self._adapter.keys(scope))
+        except Exception as exc:
+            self._raise(exc)
+
+    async def list_groups(self) -> builtins.list[str]:
+        """Every scope holding at least one live entry, sorted by code point."""
+        if not self._connected:
+            await self._connect()
+        try:
+            return sorted(await self._adapter.list_groups())
+        except Exception as exc:
+            self._raise(exc)
+
+    async def items(
+        self,
+        scope: str | None = None,
+        *,
+        filters: Iterable[Mapping[str, Any]] = (),
+        limit: int | None = None,
+    ) -> builtins.list[StateItem]:
+        """Live entries of ``scope`` (or every scope) passing all ``filters``, ordered by scope then key."""
+        if scope is not None:
+            check_name("scope", scope)
+        parsed = parse_filters(filters)
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise StateValueError(f"limit must be an int >= 0 or None, got {limit!r}")
+        if limit == 0:
+            return []
+        if not self._connected:
+            await self._connect()
+        try:
+            return await self._adapter.items(scope, parsed, limit)
+        except Exception as exc:
+            self._raise(exc)
+
+    # --- batches -------------------------------------------------------------------------------
+
+    async def get_many(self, scope: str, keys: Iterable[str]) -> dict[str, Any]:
+        """Values of ``keys`` in ``scope``; missing keys are left out."""
+        check_name("scope", scope)
+        wanted = _names(keys)
+        if not wanted:
+            return {}
+        if not self._connected:
+            await self._connect()
+        try:
+            found = await self._adapter.get_many(scope, wanted)
+        except Exception as exc:
+            self._raise(exc)
+        return {k: found[k] for k in wanted if k in found}
+
+    async def set_many(self, scope: str, mapping: Mapping[str, Any], *, ttl: float | None = None) -> None:
+        """Write every entry of ``mapping`` in one transaction, all or nothing."""
+        check_name("scope", scope)
+        if not isinstance(mapping, Mapping):
+            raise StateValueError(f"set_many needs a mapping of key -> value, got {type(mapping).__name__}")
+        stored = {check_name("key", k): check_value(v, scope, k) for k, v in mapping.items()}
+        expiry = self._ttl(ttl, scope)
+        if not stored:
+            return
+        if not self._connected:
+            await self._connect()
+        try:
+            await self._adapter.set_many(scope, stored, expiry)
+        except Exception as exc:
+            self._raise(exc)
+
+    async def delete_many(self, scope: str, keys: Iterable[str]) -> int:
+        """Remove ``keys`` from ``scope``; return how many existed."""
+        check_name("scope", scope)
+        wanted = _names(keys)
+        if not wanted:
+            return 0
+        if not self._connected:
+            await self._connect()
+        try:
+            return await self._adapter.delete_many(scope, wanted)
+        except Exception as exc:
+            self._raise(exc)
+
+
+def _names(keys: Iterable[str]) -> Sequence[str]:
+    if isinstance(keys, str):
+        raise StateValueError("keys must be a list of str, not a single str")
+    return list(dict.fromkeys(check_name("key", k) for k in keys))

@@ -1,0 +1,377 @@
+"""Update operations (SPEC §5) and ``items`` filters (SPEC §6) as pure functions.
+
+The helpers build the same dict shapes Motia uses::
+
+    await state.update("trace-1", "booking", [ops.increment("seats", 2), ops.set_(["venue", "id"], "v1")])
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .errors import StateValueError, UpdateOpError
+from .values import check_value
+
+__all__ = [
+    "FILTER_OPS",
+    "Filter",
+    "Op",
+    "append",
+    "apply_ops",
+    "decrement",
+    "increment",
+    "match",
+    "merge",
+    "parse_filters",
+    "parse_ops",
+    "remove",
+    "resolve",
+    "set_",
+]
+
+Path = str | Sequence[str]
+
+
+# --- helpers building op dicts -------------------------------------------------------------------
+
+
+def set_(path: Path, value: Any) -> dict[str, Any]:
+    """Set the field at ``path`` (``""`` replaces the whole value)."""
+    return {"type": "set", "path": path, "value": value}
+
+
+def increment(path: Path, by: int | float = 1) -> dict[str, Any]:
+    """Add ``by`` to the number at ``path`` (a missing field counts as 0)."""
+    return {"type": "increment", "path": path, "by": by}
+
+
+def decrement(path: Path, by: int | float = 1) -> dict[str, Any]:
+    """Subtract ``by`` from the number at ``path`` (a missing field counts as 0)."""
+    return {"type": "decrement", "path": path, "by": by}
+
+
+def append(path: Path, value: Any) -> dict[str, Any]:
+    """Push ``value`` onto the list at ``path`` (missing = ``[]``), or concatenate onto a string."""
+    return {"type": "append", "path": path, "value": value}
+
+
+def remove(path: Path) -> dict[str, Any]:
+    """Delete the field at ``path`` (absent = no-op)."""
+    return {"type": "remove", "path": path}
+
+
+def merge(value: Mapping[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """Shallow-merge ``value`` into the object at ``path`` (the root when omitted)."""
+    op: dict[str, Any] = {"type": "merge", "value": value}
+    if path is not None:
+        op["path"] = path
+    return op
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+_MISSING: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One validated update operation; ``path`` is a tuple of literal segments, ``()`` = the root."""
+
+    type: str
+    path: tuple[str, ...]
+    value: Any = None
+
+
+_OP_FIELDS: Final = {
+    "set": ({"type", "path", "value"}, {"type", "path", "value"}),
+    "increment": ({"type", "path"}, {"type", "path", "by"}),
+    "decrement": ({"type", "path"}, {"type", "path", "by"}),
+    "append": ({"type", "path", "value"}, {"type", "path", "value"}),
+    "remove": ({"type", "path"}, {"type", "path"}),
+    "merge": ({"type", "value"}, {"type", "path", "value"}),
+}
+
+
+def _parse_path(raw: object, what: str) -> tuple[str, ...]:
+    if raw is None or raw == "":
+        return ()
+    if type(raw) is str:
+        return (raw,)
+    if isinstance(raw, list | tuple) and all(type(p) is str and p for p in raw):
+        return tuple(raw)
+    raise ValueError(f"{what} path must be a field name or a list of non-empty field names, got {raw!r}")
+
+
+def _is_number(v: object) -> bool:
+    return type(v) is int or type(v) is float
+
+
+def parse_ops(raw_ops: object, scope: str, key: str) -> list[Op]:
+    """Validate ``update`` operations; raise UpdateOpError (bad op) or StateValueError (bad value)."""
+    if isinstance(raw_ops, Mapping) or not isinstance(raw_ops, Iterable) or isinstance(raw_ops, str | bytes):
+        raise UpdateOpError(f"update ops must be a list of op dicts, got {type(raw_ops).__name__}", op_index=0)
+    parsed: list[Op] = []
+    for i, raw in enumerate(raw_ops):
+        if not isinstance(raw, Mapping):
+            raise UpdateOpError(f"op {i} must be a dict, got {type(raw).__name__}", op_index=i)
+        kind = raw.get("type")
+        if kind not in _OP_FIELDS:
+            raise UpdateOpError(f"op {i} has unknown type {kind!r}; use one of {', '.join(_OP_FIELDS)}", op_index=i)
+        required, allowed = _OP_FIELDS[kind]
+        fields = set(raw)
+        if not required <= fields or not fields <= allowed:
+            raise UpdateOpError(
+                f"op {i} ({kind}) must have the fields {sorted(required)}"
+                f" (optional: {sorted(allowed - required)}), got {sorted(map(str, fields))}",
+                op_index=i,
+            )
+        try:
+            path = _parse_path(raw.get("path"), f"op {i} ({kind})")
+        except ValueError as exc:
+            raise UpdateOpError(str(exc), op_index=i) from None
+        value: Any = None
+        if kind in ("increment", "decrement"):
+            value = raw.get("by", 1)
+            if not _is_number(value) or not math.isfinite(value):
+                raise UpdateOpError(f"op {i} ({kind}): 'by' must be a finite int or float, got {value!r}", op_index=i)
+        elif kind == "remove":
+            if not path:
+                raise UpdateOpError(f"op {i} (remove) needs a field path; use delete() for the whole entry", op_index=i)
+        elif kind in ("set", "append", "merge"):
+            try:
+                value = check_value(raw["value"], scope, key)
+            except StateValueError as exc:
+                raise StateValueError(f"op {i} ({kind}): {exc}", scope=scope, key=key, path=exc.path) from None
+            if kind == "merge" and type(value) is not dict:
+                raise UpdateOpError(f"op {i} (merge): value must be a dict, got {type(value).__name__}", op_index=i)
+        parsed.append(Op(kind, path, value))
+    return parsed
+
+
+# --- applying ------------------------------------------------------------------------------------
+
+
+def _parent(root: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """The dict holding the last segment of ``path``, creating ``{}`` for missing or non-object steps."""
+    node = root
+    for seg in path[:-1]:
+        child = node.get(seg)
+        if type(child) is not dict:
+            child = {}
+            node[seg] = child
+        node = child
+    return node
+
+
+def _apply_one(current: Any, op: Op, i: int) -> Any:
+    if op.type == "set" and not op.path:
+        return copy.deepcopy(op.value)
+    if op.type == "merge" and not op.path:
+        base = {} if current is None else current
+        if type(base) is not dict:
+            raise UpdateOpError(f"op {i} (merge): the value is a {type(base).__name__}, not an object", op_index=i)
+        return {**base, **copy.deepcopy(op.value)}
+    if not op.path:
+        if op.type in ("increment", "decrement"):
+            return _add(current, op, i)
+        if op.type == "append":
+            return _append(current, op, i)
+    root = current if type(current) is dict else {}
+    if op.type == "remove":
+        node: Any = root
+        for seg in op.path[:-1]:
+            node = node.get(seg) if type(node) is dict else None
+        if type(node) is dict:
+            node.pop(op.path[-1], None)
+        return root
+    parent = _parent(root, op.path)
+    last = op.path[-1]
+    old = parent.get(last, _MISSING)
+    if op.type == "set":
+        parent[last] = copy.deepcopy(op.value)
+    elif op.type in ("increment", "decrement"):
+        parent[last] = _add(None if old is _MISSING else old, op, i, missing=old is _MISSING)
+    elif op.type == "append":
+        parent[last] = _append(None if old is _MISSING else old, op, i, missing=old is _MISSING)
+    else:  # merge
+        if old is _MISSING:
+            old = {}
+        if type(old) is not dict:
+            raise UpdateOpError(
+                f"op {i} (merge): the field at {list(op.path)} is a {type(old).__name__}, not an object", op_index=i
+            )
+        parent[last] = {**old, **copy.deepcopy(op.value)}
+    return root
+
+
+def _add(old: Any, op: Op, i: int, *, missing: bool = False) -> Any:
+    if missing:
+        old = 0
+    if not _is_number(old):
+        raise UpdateOpError(
+            f"op {i} ({op.type}): the field at {list(op.path)} is {type(old).__name__}, not a number", op_index=i
+        )
+    result = old + op.value if op.type == "increment" else old - op.value
+    if type(result) is float and not math.isfinite(result):
+        raise UpdateOpError(f"op {i} ({op.type}): the result overflows a float", op_index=i)
+    return result
+
+
+def _append(old: Any, op: Op, i: int, *, missing: bool = False) -> Any:
+    if missing:
+        return [copy.deepcopy(op.value)]
+    if type(old) is list:
+        return [*old, copy.deepcopy(op.value)]
+    if type(old) is str and type(op.value) is str:
+        return old + op.value
+    raise UpdateOpError(
+        f"op {i} (append): cannot append {type(op.value).__name__} onto {type(old).__name__}"
+        f" at {list(op.path)}; append works on lists and onto strings",
+        op_index=i,
+    )
+
+
+def apply_ops(current: Any, ops: Sequence[Op]) -> Any:
+    """Return the value after ``ops``; ``current`` (None = absent entry, starts as ``{}``) is not mutated."""
+    value: Any = {} if current is None else copy.deepcopy(current)
+    for i, op in enumerate(ops):
+        value = _apply_one(value, op, i)
+    return value
+
+
+# --- filters -------------------------------------------------------------------------------------
+
+FILTER_OPS: Final = (
+    "eq",
+    "neq",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "contains",
+    "notContains",
+    "startsWith",
+    "endsWith",
+    "isNull",
+    "isNotNull",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """One validated filter; ``path`` is a tuple of literal segments, ``()`` = the whole value."""
+
+    path: tuple[str, ...]
+    op: str
+    value: Any = None
+
+
+def parse_filters(raw_filters: object) -> tuple[Filter, ...]:
+    """Validate ``items`` filters; raise StateValueError naming the bad one."""
+    if raw_filters is None:
+        return ()
+    if isinstance(raw_filters, Mapping):
+        raw_filters = [raw_filters]
+    if not isinstance(raw_filters, Iterable) or isinstance(raw_filters, str | bytes):
+        raise StateValueError(f"filters must be a list of filter dicts, got {type(raw_filters).__name__}")
+    out: list[Filter] = []
+    for i, raw in enumerate(raw_filters):
+        if isinstance(raw, Filter):
+            out.append(raw)
+            continue
+        if not isinstance(raw, Mapping):
+            raise StateValueError(f"filter {i} must be a dict with path, op and value, got {type(raw).__name__}")
+        op = raw.get("op")
+        if op not in FILTER_OPS:
+            raise StateValueError(f"filter {i} has unknown op {op!r}; use one of {', '.join(FILTER_OPS)}")
+        extra = set(raw) - {"path", "op", "value"}
+        if extra:
+            raise StateValueError(f"filter {i} has unknown fields {sorted(map(str, extra))}")
+        try:
+            path = _parse_path(raw.get("path"), f"filter {i}")
+        except ValueError as exc:
+            raise StateValueError(str(exc)) from None
+        value = None
+        if op not in ("isNull", "isNotNull"):
+            if "value" not in raw:
+                raise StateValueError(f"filter {i} ({op}) needs a value")
+            value = check_value(raw["value"], "<filter>", str(i))
+        out.append(Filter(path, op, value))
+    return tuple(out)
+
+
+def resolve(value: Any, path: tuple[str, ...]) -> Any:
+    """The value at ``path``, or the module's missing marker when the path does not exist."""
+    node = value
+    for seg in path:
+        if type(node) is not dict:
+            return _MISSING
+        node = node.get(seg, _MISSING)
+        if node is _MISSING:
+            return _MISSING
+    return node
+
+
+def _same_kind(a: Any, b: Any) -> bool:
+    if _is_number(a):
+        return _is_number(b)
+    return type(a) is type(b)
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: numbers by value, bool never a number, containers element-wise."""
+    if not _same_kind(a, b):
+        return False
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if type(a) is list:
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _match_one(value: Any, f: Filter) -> bool:
+    field = resolve(value, f.path)
+    op = f.op
+    if op == "isNull":
+        return field is _MISSING or field is None
+    if field is _MISSING:
+        return False
+    if op == "isNotNull":
+        return field is not None
+    operand = f.value
+    if op == "eq":
+        return _json_equal(field, operand)
+    if op == "neq":
+        return _same_kind(field, operand) and not _json_equal(field, operand)
+    if op in ("gt", "gte", "lt", "lte"):
+        if not ((_is_number(field) and _is_number(operand)) or (type(field) is str and type(operand) is str)):
+            return False
+        if op == "gt":
+            return bool(field > operand)
+        if op == "gte":
+            return bool(field >= operand)
+        if op == "lt":
+            return bool(field < operand)
+        return bool(field <= operand)
+    if op in ("contains", "notContains"):
+        if type(field) is str:
+            if type(operand) is not str:
+                return False
+            found = operand in field
+        elif type(field) is list:
+            found = any(_json_equal(x, operand) for x in field)
+        else:
+            return False
+        return found if op == "contains" else not found
+    if type(field) is not str or type(operand) is not str:
+        return False
+    return field.startswith(operand) if op == "startsWith" else field.endswith(operand)
+
+
+def match(value: Any, filters: Sequence[Filter]) -> bool:
+    """True when ``value`` passes every filter (AND)."""
+    return all(_match_one(value, f) for f in filters)

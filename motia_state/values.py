@@ -1,0 +1,252 @@
+"""The value rules (SPEC §3): validation with the path of the fault, exact JSON encoding, typed rebuild."""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import dataclasses
+import json
+import math
+import types
+import typing
+from decimal import Decimal
+from typing import Any, TypeVar, cast
+
+from .errors import StateKeyError, StateValueError
+
+__all__ = ["check_name", "check_ttl", "check_value", "decode", "encode", "rebuild"]
+
+T = TypeVar("T")
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+decode = json.loads
+
+
+def _has_surrogate(text: str) -> bool:
+    # Lone surrogates cannot be encoded as UTF-8, so no database could store them.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_name(what: str, name: object) -> str:
+    """Return ``name`` if it is a legal scope or key, else raise :class:`StateKeyError`."""
+    if type(name) is not str:
+        raise StateKeyError(f"{what} must be a non-empty str, got {type(name).__name__}")
+    if not name:
+        raise StateKeyError(f"{what} must be a non-empty str, got ''")
+    if "\x00" in name:
+        raise StateKeyError(f"{what} {name!r} contains the character U+0000, which no backend can store")
+    if not name.isascii() and _has_surrogate(name):
+        raise StateKeyError(f"{what} {name!r} contains a lone surrogate, which is not valid Unicode text")
+    return name
+
+
+def check_ttl(ttl: object, scope: str | None = None, key: str | None = None) -> float:
+    """Return ``ttl`` as float seconds, or raise :class:`StateValueError`."""
+    if type(ttl) is bool or not isinstance(ttl, int | float) or not math.isfinite(ttl) or ttl <= 0:
+        where = f" for scope {scope!r} key {key!r}" if scope is not None else ""
+        raise StateValueError(f"ttl{where} must be a finite number of seconds > 0, got {ttl!r}", scope=scope, key=key)
+    return float(ttl)
+
+
+class _Invalid(Exception):
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+
+
+def _join(path: str, part: object) -> str:
+    return f"{path}[{part!r}]"
+
+
+def _walk(value: Any, path: str) -> Any:
+    """Return ``value`` in stored form (the same object when it is already plain JSON)."""
+    t = type(value)
+    if t is str:
+        if "\x00" in value:
+            raise _Invalid(path, "the string contains U+0000, which no backend can store")
+        if not value.isascii() and _has_surrogate(value):
+            raise _Invalid(path, "the string contains a lone surrogate, which is not valid Unicode")
+        return value
+    if t is int or t is bool or value is None:
+        return value
+    if t is float:
+        if not math.isfinite(value):
+            raise _Invalid(path, f"{value!r} is not a finite number (JSON has no NaN or Infinity)")
+        return value
+    if t is dict:
+        out: dict[str, Any] | None = None
+        for k, v in value.items():
+            if type(k) is not str:
+                raise _Invalid(path, f"dict key {k!r} is a {type(k).__name__}; only str keys are stored")
+            if "\x00" in k or (not k.isascii() and _has_surrogate(k)):
+                raise _Invalid(path, f"dict key {k!r} contains U+0000 or a lone surrogate")
+            nv = _walk(v, _join(path, k))
+            if nv is not v and out is None:
+                out = dict(value)
+            if out is not None:
+                out[k] = nv
+        return value if out is None else out
+    if t is list or t is tuple:
+        items = [_walk(v, _join(path, i)) for i, v in enumerate(value)]
+        if t is list and all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _walk({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, path)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and hasattr(type(value), "model_fields"):
+        return _walk(dump(mode="json"), path)
+    if isinstance(value, str | int | float | dict | list | tuple):
+        raise _Invalid(path, f"{t.__name__} is a subclass of a JSON type; store the plain value instead")
+    raise _Invalid(path, f"{t.__name__} is not a JSON value (use dict, list, str, int, float, bool or None)")
+
+
+def check_value(value: Any, scope: str, key: str) -> Any:
+    """Validate ``value`` for ``scope``/``key`` and return it in stored form, or raise StateValueError."""
+    try:
+        return _walk(value, "value")
+    except _Invalid as exc:
+        raise StateValueError(
+            f"cannot store scope {scope!r} key {key!r}: at {exc.path}: {exc.reason}",
+            scope=scope,
+            key=key,
+            path=exc.path,
+        ) from None
+    except RecursionError:
+        raise StateValueError(
+            f"cannot store scope {scope!r} key {key!r}: the value is nested too deeply", scope=scope, key=key
+        ) from None
+
+
+def _float_text(f: float) -> str:
+    text = repr(f)
+    if "e" not in text:
+        return text
+    # jsonb turns 1e+16 into the integer 10000000000000000; positional digits with a fraction keep it a float.
+    text = format(Decimal(text), "f")
+    return text if "." in text else text + ".0"
+
+
+def _has_exponent_float(value: Any) -> bool:
+    t = type(value)
+    if t is float:
+        return value != 0.0 and not (1e-4 <= abs(value) < 1e16)
+    if t is dict:
+        return any(_has_exponent_float(v) for v in value.values())
+    if t is list:
+        return any(_has_exponent_float(v) for v in value)
+    return False
+
+
+def _encode_slow(value: Any) -> str:
+    t = type(value)
+    if t is float:
+        return _float_text(value)
+    if t is dict:
+        return "{" + ",".join(_dumps(k) + ":" + _encode_slow(v) for k, v in value.items()) + "}"
+    if t is list:
+        return "[" + ",".join(_encode_slow(v) for v in value) + "]"
+    return _dumps(value)
+
+
+def encode(value: Any) -> str:
+    """JSON text of an already checked value; floats always read back as floats, even through jsonb."""
+    if _has_exponent_float(value):
+        return _encode_slow(value)
+    return _dumps(value)
+
+
+# --- typed rebuild -------------------------------------------------------------------------------
+
+
+def rebuild(value: Any, tp: type[T] | Any) -> T:
+    """Rebuild a decoded JSON value as ``tp`` (dataclass, pydantic model, TypedDict, containers...)."""
+    try:
+        return cast(T, _rebuild(value, tp, "value"))
+    except StateValueError:
+        raise
+    except (TypeError, ValueError, KeyError) as exc:
+        raise StateValueError(f"cannot rebuild the stored value as {_type_name(tp)}: {exc}") from exc
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__qualname__", None) or repr(tp)
+
+
+def _rebuild(value: Any, tp: Any, path: str) -> Any:
+    if tp is None or tp is Any or tp is object:
+        return value
+    validate = getattr(tp, "model_validate", None)
+    if callable(validate):
+        return validate(value)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise StateValueError(f"cannot rebuild {path} as {tp.__qualname__}: stored {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        kwargs = {
+            f.name: _rebuild(value[f.name], hints.get(f.name, Any), _join(path, f.name))
+            for f in dataclasses.fields(tp)
+            if f.init and f.name in value
+        }
+        return tp(**kwargs)
+    if typing.is_typeddict(tp):
+        hints = typing.get_type_hints(tp)
+        if not isinstance(value, dict):
+            raise StateValueError(f"cannot rebuild {path} as {_type_name(tp)}: stored {type(value).__name__}")
+        return {k: _rebuild(v, hints.get(k, Any), _join(path, k)) for k, v in value.items()}
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _rebuild(value, args[0], path)
+    if origin is typing.Literal:
+        if value not in args:
+            raise StateValueError(f"cannot rebuild {path}: {value!r} is not one of {args!r}")
+        return value
+    if origin is typing.Union or origin is types.UnionType:
+        if value is None and type(None) in args:
+            return None
+        errors: list[str] = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _rebuild(value, arg, path)
+            except (StateValueError, TypeError, ValueError, KeyError) as exc:
+                errors.append(str(exc))
+        raise StateValueError(f"cannot rebuild {path} as {tp!r}: " + "; ".join(errors))
+    if origin in (list, tuple, set, frozenset, cabc.Sequence, cabc.MutableSequence, cabc.Set):
+        if not isinstance(value, list):
+            raise StateValueError(f"cannot rebuild {path} as {tp!r}: stored {type(value).__name__}")
+        if origin is tuple:
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_rebuild(v, args[0], _join(path, i)) for i, v in enumerate(value))
+            if args:
+                return tuple(_rebuild(v, a, _join(path, i)) for i, (v, a) in enumerate(zip(value, args, strict=False)))
+            return tuple(value)
+        item = args[0] if args else Any
+        items = [_rebuild(v, item, _join(path, i)) for i, v in enumerate(value)]
+        if origin in (set, frozenset):
+            return origin(items)
+        return items
+    if origin in (dict, cabc.Mapping, cabc.MutableMapping):
+        if not isinstance(value, dict):
+            raise StateValueError(f"cannot rebuild {path} as {tp!r}: stored {type(value).__name__}")
+        vt = args[1] if len(args) == 2 else Any
+        return {k: _rebuild(v, vt, _join(path, k)) for k, v in value.items()}
+    if origin is not None:
+        return value
+    if tp is float and type(value) is int:
+        return float(value)
+    if isinstance(tp, type):
+        if isinstance(value, tp) and not (tp is int and type(value) is bool):
+            return value
+        if issubclass(tp, tuple) and isinstance(value, list):
+            return tp(*value) if hasattr(tp, "_fields") else tp(value)
+        try:
+            return tp(value)
+        except Exception as exc:
+            raise StateValueError(f"cannot rebuild {path} as {tp.__qualname__}: {exc}") from exc
+    return value

@@ -1,0 +1,44 @@
+"""Where the test servers are, and the rule: under CI=true a missing service fails, elsewhere it skips."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+PG_ADMIN_URL = os.environ.get("MOTIA_STATE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_TEST_DB = os.environ.get("MOTIA_STATE_TEST_PG_DB", "motia_state_test")
+PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_TEST_DB
+REDIS_URL = os.environ.get("MOTIA_STATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+_START = {
+    "postgres": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    "redis": 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no',
+}
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require(service: str) -> None:
+    """Skip (laptop) or fail (CI=true) when ``service`` does not answer."""
+    host, port = ("127.0.0.1", 5432) if service == "postgres" else ("127.0.0.1", 6379)
+    url = PG_ADMIN_URL if service == "postgres" else REDIS_URL
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or host, parts.port or port
+    if _answers(host, port):
+        return
+    reason = f"{service} is not answering on {host}:{port}; start it with: {_START[service]}"
+    if IN_CI:
+        pytest.fail(f"CI=true requires {service}: {reason}", pytrace=False)
+    pytest.skip(reason)
