@@ -1,0 +1,88 @@
+"""Entry point for the SQL backends: picks SQLite or Postgres by URL scheme, plus shared URL helpers.
+
+The concrete adapters are imported lazily so that a SQLite user never loads asyncpg and vice versa.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from ..adapter import StateAdapter
+from ..errors import StateConfigError, mask_url
+
+__all__ = ["SQLAdapter", "backend_of_url", "sqlalchemy_async_url", "sqlalchemy_sync_url", "sqlite_file_path"]
+
+_SQLITE_SCHEMES: Final = frozenset({"sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"})
+_POSTGRES_SCHEMES: Final = frozenset(
+    {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg", "postgresql+psycopg2"}
+)
+
+
+def _scheme(url: str) -> str:
+    if "://" not in url:
+        raise StateConfigError(f"{mask_url(url)!r} is not a SQL URL; use sqlite:///PATH or postgresql://…")
+    return url.split("://", 1)[0].lower()
+
+
+def backend_of_url(url: str) -> str:
+    """``"sqlite"`` or ``"postgres"`` for a SQL URL; StateConfigError for anything else."""
+    scheme = _scheme(url)
+    if scheme in _SQLITE_SCHEMES:
+        return "sqlite"
+    if scheme in _POSTGRES_SCHEMES:
+        return "postgres"
+    raise StateConfigError(
+        f"{mask_url(url)!r} is not a SQL URL (scheme {scheme!r}); use sqlite:///PATH or postgresql://…"
+    )
+
+
+def _rest(url: str) -> str:
+    return url.split("://", 1)[1]
+
+
+def sqlalchemy_async_url(url: str) -> str:
+    """The SQLAlchemy URL with the async driver: ``sqlite+aiosqlite://…`` or ``postgresql+asyncpg://…``."""
+    backend = backend_of_url(url)
+    if backend == "sqlite":
+        return "sqlite+aiosqlite://" + _rest(url)
+    return "postgresql+asyncpg://" + _rest(url)
+
+
+def sqlalchemy_sync_url(url: str) -> str:
+    """The SQLAlchemy URL with a synchronous driver (used for offline SQL generation only)."""
+    backend = backend_of_url(url)
+    if backend == "sqlite":
+        return "sqlite://" + _rest(url)
+    return "postgresql://" + _rest(url)
+
+
+def sqlite_file_path(url: str) -> str | None:
+    """The database file path of a sqlite URL, as the sqlite3 module wants it; None for ``:memory:``.
+
+    ``sqlite:///rel/path`` is relative to the working directory, ``sqlite:////abs/path`` is absolute.
+    A query string (``?mode=...``) is ignored.
+    """
+    if backend_of_url(url) != "sqlite":
+        raise StateConfigError(f"{mask_url(url)!r} is not a sqlite URL")
+    rest = _rest(url)
+    if urlsplit(url).netloc:
+        raise StateConfigError(
+            f"{mask_url(url)!r}: a sqlite URL has no host; use sqlite:///relative/path or sqlite:////absolute/path"
+        )
+    path = rest[1:] if rest.startswith("/") else rest
+    path = path.split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return None
+    return path
+
+
+def SQLAdapter(url: str, **options: Any) -> StateAdapter:  # a factory named like the class it stands for
+    """Build the SQL adapter for ``url``: SQLiteAdapter for ``sqlite…``, PostgresAdapter for ``postgres…``."""
+    if backend_of_url(url) == "sqlite":
+        from .sqlite import SQLiteAdapter
+
+        return SQLiteAdapter(url, **options)
+    from .postgres import PostgresAdapter
+
+    return PostgresAdapter(url, **options)
