@@ -1,0 +1,103 @@
+"""Alembic environment of motia-state: only the ``motia_state`` table, versioned in its own table.
+
+Three ways in:
+- ``alembic upgrade head`` from the repo root: URL from ``-x url=...`` or MOTIA_STATE_URL, async engine.
+- :mod:`motia_state.migrate` (programmatic): it passes a live connection in ``config.attributes["connection"]``
+  (already inside the caller's event loop, so no new loop is started here) or a URL in ``attributes["url"]``.
+- ``--sql`` (offline): SQL text for a DBA, from the URL's dialect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from logging.config import fileConfig
+from typing import Any
+
+from alembic import context
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from motia_state.adapters.sql import sqlalchemy_async_url
+from motia_state.schema import TABLE_NAME, VERSION_TABLE, metadata
+
+config = context.config
+
+# Only the command line configures logging: a host application calling us keeps its own logging setup.
+if config.config_file_name is not None and "connection" not in config.attributes and "url" not in config.attributes:
+    fileConfig(config.config_file_name)
+
+target_metadata = metadata
+
+
+def _url() -> str:
+    url = config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url")
+    url = url or os.environ.get("MOTIA_STATE_URL") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("motia-state migrations need a database: set MOTIA_STATE_URL or pass -x url=...")
+    return sqlalchemy_async_url(str(url))
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Reflect only our table: the host application's tables are none of our business."""
+    if type_ == "table":
+        return name == TABLE_NAME
+    return True
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Compare only our table and what hangs off it (columns, indexes, constraints)."""
+    if type_ == "table":
+        return name == TABLE_NAME
+    table = getattr(obj, "table", None)
+    return table is None or table.name == TABLE_NAME
+
+
+_OPTIONS: dict[str, Any] = {
+    "target_metadata": target_metadata,
+    "version_table": VERSION_TABLE,
+    "include_name": include_name,
+    "include_object": include_object,
+    "compare_type": True,
+    "render_as_batch": True,  # SQLite cannot ALTER most things; batch mode copies the table instead.
+}
+
+
+def run_migrations_offline() -> None:
+    """Emit the SQL instead of running it."""
+    context.configure(url=_url(), literal_binds=True, dialect_opts={"paramstyle": "named"}, **_OPTIONS)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def do_run_migrations(connection: Connection) -> None:
+    """Run the migrations on a synchronous (possibly async-adapted) connection."""
+    context.configure(connection=connection, **_OPTIONS)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_async_migrations() -> None:
+    """Command-line path: a short-lived async engine."""
+    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run_migrations)
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_online() -> None:
+    """Use the caller's connection when there is one, else open our own."""
+    connection = config.attributes.get("connection")
+    if connection is None:
+        asyncio.run(run_async_migrations())
+    else:
+        do_run_migrations(connection)
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
