@@ -1,0 +1,20 @@
+"""Assertions shared by the contract tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def assert_same(got: Any, expected: Any, path: str = "value") -> None:
+    """Equal, and with the same Python types all the way down (1 is not 1.0, {} is not [])."""
+    assert type(got) is type(expected), f"{path}: {type(got).__name__} {got!r} != {type(expected).__name__}"
+    if isinstance(expected, dict):
+        assert set(got) == set(expected), f"{path}: keys {sorted(got)} != {sorted(expected)}"
+        for k in expected:
+            assert_same(got[k], expected[k], f"{path}[{k!r}]")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), f"{path}: length {len(got)} != {len(expected)}"
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+            assert_same(g, e, f"{path}[{i}]")
+    else:
+        assert got == expected, f"{path}: {got!r} != {expected!r}"
