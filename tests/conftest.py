@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,8 @@ async def _ensure_pg_database() -> None:
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", PG_TEST_DB)
         if not exists:
-            try:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await conn.execute(f'CREATE DATABASE "{PG_TEST_DB}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass
     finally:
         await conn.close()
 
