@@ -22,5 +22,13 @@ lint: $(BIN)/.installed
 test: lint
 	$(BIN)/pytest -q
 
+# The benchmark harness (bench/, BENCHMARKS.md): motia-state vs the raw drivers. BENCH_ARGS=--quick for a short run.
+$(BIN)/.installed-bench: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(BIN)/.installed $(BIN)/.installed-bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .motia .pytest_cache .mypy_cache .ruff_cache
