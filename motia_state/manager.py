@@ -223,6 +223,10 @@ class StateManager:
         except Exception as exc:
             self._raise(exc)
 
+    async def get_group(self, scope: str) -> builtins.list[Any]:
+        """Alias of :meth:`list`, for Motia SDKs whose state protocol calls it ``get_group``."""
+        return await self.list(scope)
+
     async def keys(self, scope: str) -> builtins.list[str]:
         """The live keys of ``scope``, sorted by code point."""
         check_name("scope", scope)

@@ -173,5 +173,8 @@ async def test_close_is_idempotent_and_store_reopens(state: StateManager) -> Non
 
 
 async def test_satisfies_motia_internal_state_manager_protocol(state: StateManager) -> None:
-    for name in ("get", "set", "update", "delete", "list", "clear", "list_groups"):
+    for name in ("get", "set", "update", "delete", "list", "clear", "list_groups", "get_group"):
         assert asyncio.iscoroutinefunction(getattr(state, name)), name
+    await state.set("trace", "b", 2)
+    await state.set("trace", "a", 1)
+    assert await state.get_group("trace") == [1, 2]

@@ -82,6 +82,13 @@ async def test_millisecond_ttl(state: StateManager) -> None:
     assert left is not None and 1.5 < left <= 2.5 and left != int(left)
 
 
+async def test_sub_millisecond_ttl_is_accepted_and_expires(state: StateManager) -> None:
+    await state.set("s", "k", 1, ttl=0.0004)
+    await state.set_many("s", {"m": 1}, ttl=0.0001)
+    await asyncio.sleep(0.1)
+    assert await state.get_many("s", ["k", "m"]) == {}
+
+
 async def test_set_replaces_earlier_expiry(state: StateManager) -> None:
     await state.set("s", "k", 1, ttl=SHORT)
     await state.set("s", "k", 2)
