@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/python examples/booking.py
+	$(BIN)/motia-state demo
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check motia_state tests examples
