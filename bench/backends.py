@@ -19,8 +19,16 @@ __all__ = ["ADAPTERS", "Backend", "make_backend", "pg_admin_url", "pg_url", "red
 
 ADAPTERS: Final = ("memory", "sqlite", "postgres", "redis")
 
-#: Pool size given to both the adapter and the raw asyncpg / redis-py pool, so they are the same.
-POOL_SIZE: Final = int(os.environ.get("MOTIA_STATE_BENCH_POOL_SIZE", "10"))
+#: Pool size for both the adapter and the raw pool; unset = the adapter's default, read from the adapter.
+POOL_SIZE: Final = int(os.environ.get("MOTIA_STATE_BENCH_POOL_SIZE", "0")) or None
+
+
+def _pool_size(motia: MotiaSubject) -> int:
+    """The adapter's own pool size, so that the raw pool is the same size."""
+    size = getattr(motia.state.adapter, "_pool_size", None)
+    if not isinstance(size, int):
+        raise RuntimeError(f"cannot read the pool size of {motia.state.adapter!r}; set MOTIA_STATE_BENCH_POOL_SIZE")
+    return size
 
 
 def pg_admin_url() -> str:
@@ -97,12 +105,16 @@ async def make_backend(name: str, *, db_suffix: str = "") -> Backend:
         db = "motia_state_bench" + db_suffix
         await ensure_pg_database(db)
         url = pg_url(db)
-        options["pool_size"] = POOL_SIZE
-        return Backend(name, MotiaSubject(name, url, **options), RawPostgres(url, POOL_SIZE), url)
+        if POOL_SIZE:
+            options["pool_size"] = POOL_SIZE
+        motia = MotiaSubject(name, url, **options)
+        return Backend(name, motia, RawPostgres(url, _pool_size(motia)), url)
     if name == "redis":
         from bench.raw_redis import RawRedis
 
         url = redis_url()
-        options["pool_size"] = POOL_SIZE
-        return Backend(name, MotiaSubject(name, url, **options), RawRedis(url, POOL_SIZE), url)
+        if POOL_SIZE:
+            options["pool_size"] = POOL_SIZE
+        motia = MotiaSubject(name, url, **options)
+        return Backend(name, motia, RawRedis(url, _pool_size(motia)), url)
     raise ValueError(f"unknown adapter {name!r}; choose from {', '.join(ADAPTERS)}")

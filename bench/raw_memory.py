@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = ["RawMemory"]
@@ -54,3 +55,30 @@ class RawMemory:
 
     async def clear(self, scope: str) -> int:
         return len(self.data.pop(scope, {}))
+
+
+class MemoryLoader:
+    """Bulk load straight into a MemoryAdapter's dict, in its storage format (JSON text, epoch expiry)."""
+
+    def __init__(self, adapter: Any) -> None:
+        self.data: dict[str, dict[str, tuple[str, float | None]]] = adapter._data
+
+    async def bulk_load(self, rows: Iterator[tuple[str, str, str, float | None]]) -> None:
+        data = self.data
+        for scope, key, text, expires in rows:
+            entries = data.get(scope)
+            if entries is None:
+                entries = data[scope] = {}
+            entries[key] = (text, expires)
+
+    async def count_rows(self, expired: bool) -> int:
+        now = time.time()
+        return sum(
+            1
+            for entries in self.data.values()
+            for _, exp in entries.values()
+            if (exp is not None and exp <= now) == expired
+        )
+
+    async def after_load(self) -> None:
+        return None

@@ -1,0 +1,166 @@
+"""Raw baseline for the Redis adapter: redis-py (hiredis parser) sending the adapter's exact commands.
+
+The same keys (``<prefix>{<scope>}:<key>``, the scope's sorted-set index, the scope registry) and the same
+commands and Lua scripts as ``motia_state.adapters.redis`` (the script texts are imported from it, so the two
+cannot drift), through redis-py's ordinary client and a blocking pool of the adapter's size; no motia-state
+layer (no validation, no error translation, no retry loop, no semaphore).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from motia_state.adapters import redis as adapter_module
+
+__all__ = ["RawRedis"]
+
+PREFIX = "motia:state:"
+REGISTRY = PREFIX + "__scopes__"
+_SET = adapter_module._SET
+_CAS = adapter_module._CAS
+_VALUES = adapter_module._VALUES
+_CLEAR = adapter_module._CLEAR
+_SET_MANY = adapter_module._SET_MANY
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _tag(scope: str) -> str:
+    return PREFIX + "{" + scope.replace("%", "%25").replace("}", "%7D") + "}"
+
+
+class RawRedis:
+    """redis-py with hiredis: one command (or one pipelined pair) per operation, like the adapter."""
+
+    kind = "raw"
+    name = "redis-py+hiredis"
+
+    def __init__(self, url: str, pool_size: int) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.client: aioredis.Redis | None = None
+
+    async def open(self) -> None:
+        pool = aioredis.BlockingConnectionPool.from_url(self.url, max_connections=self.pool_size)
+        self.client = aioredis.Redis(connection_pool=pool)
+        for script in (_SET, _CAS, _VALUES, _CLEAR, _SET_MANY):
+            await self.client.script_load(script.text)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+            await self.client.connection_pool.disconnect()
+            self.client = None
+
+    @property
+    def r(self) -> aioredis.Redis:
+        assert self.client is not None
+        return self.client
+
+    async def reset(self) -> None:
+        # db 9 is this benchmark's own; nothing else lives there.
+        await self.r.flushdb()
+        for script in (_SET, _CAS, _VALUES, _CLEAR, _SET_MANY):
+            await self.r.script_load(script.text)
+
+    async def get(self, scope: str, key: str) -> Any:
+        text = await self.r.get(_tag(scope) + ":" + key)
+        return None if text is None else json.loads(text)
+
+    async def set(self, scope: str, key: str, value: Any) -> Any:
+        tag = _tag(scope)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.evalsha(_SET.sha, 2, tag + ":" + key, tag, _dumps(value), key, "")
+        pipe.sadd(REGISTRY, scope)
+        old, _ = await pipe.execute()
+        return None if old is None else json.loads(old)
+
+    async def update_inc(self, scope: str, key: str) -> Any:
+        tag = _tag(scope)
+        ekey = tag + ":" + key
+        while True:
+            text = await self.r.get(ekey)
+            value = {} if text is None else json.loads(text)
+            value["count"] = value.get("count", 0) + 1
+            new = _dumps(value)
+            if text is None:
+                pipe = self.r.pipeline(transaction=False)
+                pipe.evalsha(_CAS.sha, 2, ekey, tag, "0", "", new, key, "")
+                pipe.sadd(REGISTRY, scope)
+                written = (await pipe.execute())[0]
+            else:
+                written = await self.r.evalsha(_CAS.sha, 2, ekey, tag, "1", text, new, key, "")  # type: ignore[misc]
+            if written == 1:
+                return value
+
+    async def list(self, scope: str) -> list[Any]:
+        tag = _tag(scope)
+        members, texts = await self.r.evalsha(_VALUES.sha, 1, tag, tag + ":", "")  # type: ignore[misc]
+        return [json.loads(t) for _, t in sorted(zip(members, texts, strict=True)) if t is not None]
+
+    async def set_many(self, scope: str, mapping: Mapping[str, Any]) -> None:
+        tag = _tag(scope)
+        args: list[str] = []
+        for k, v in mapping.items():
+            args.append(k)
+            args.append(_dumps(v))
+        pipe = self.r.pipeline(transaction=False)
+        pipe.evalsha(_SET_MANY.sha, 1, tag, tag + ":", "", *args)
+        pipe.sadd(REGISTRY, scope)
+        await pipe.execute()
+
+    async def clear(self, scope: str) -> int:
+        tag = _tag(scope)
+        return int(await self.r.evalsha(_CLEAR.sha, 1, tag, tag + ":"))  # type: ignore[misc]
+
+    # --- scale runs ------------------------------------------------------------------------------
+
+    async def bulk_load(self, rows: Iterator[tuple[str, str, str, float | None]]) -> None:
+        """Strings, index members and registry entries, 20,000 commands per pipeline.
+
+        An expired row is what Redis leaves behind after its native expiry: the index member with a past
+        score (the string itself is already gone).
+        """
+        pipe = self.r.pipeline(transaction=False)
+        pending = 0
+        scopes: set[str] = set()
+        for scope, key, text, expires in rows:
+            tag = _tag(scope)
+            if expires is None:
+                pipe.set(tag + ":" + key, text)
+                pipe.zadd(tag, {key: float("inf")})
+            else:
+                pipe.zadd(tag, {key: int(expires * 1000)})
+            if scope not in scopes:
+                scopes.add(scope)
+                pipe.sadd(REGISTRY, scope)
+            pending += 1
+            if pending >= 10_000:
+                await pipe.execute()
+                pending = 0
+        if pending:
+            await pipe.execute()
+
+    async def count_rows(self, expired: bool) -> int:
+        now = int(time.time() * 1000)
+        scopes = [s.decode() for s in await self.r.smembers(REGISTRY)]  # type: ignore[misc]
+        total = 0
+        for start in range(0, len(scopes), 2000):
+            pipe = self.r.pipeline(transaction=False)
+            for s in scopes[start : start + 2000]:
+                if expired:
+                    pipe.zcount(_tag(s), "-inf", now)
+                else:
+                    pipe.zcount(_tag(s), f"({now}", "+inf")
+            total += sum(int(n) for n in await pipe.execute())
+        return total
+
+    async def after_load(self) -> None:
+        return None
