@@ -15,7 +15,7 @@ from typing import Any
 from bench.backends import ADAPTERS, Backend, make_backend
 from bench.core import WORKLOADS, Measurement, Subject, measure, median_summary
 from bench.machine import machine_info
-from bench.report import evaluate_targets, format_rows, format_scale, format_targets, write_chart
+from bench.report import evaluate_targets, format_rows, format_scale, format_targets, to_markdown, write_chart
 
 __all__ = ["main"]
 
@@ -158,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     out_json = args.out / "latest.json"
     out_json.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
-    print(f"\nresults: {out_json}")
+    out_md = args.out / "latest.md"
+    out_md.write_text(to_markdown(results), encoding="utf-8")
+    print(f"\nresults: {out_json} (and {out_md.name}, the tables in Markdown)")
     if not args.no_chart and results["rows"]:
         chart = write_chart(results["rows"], args.out / "ratios.png")
         print(f"chart:   {chart}")

@@ -210,3 +210,54 @@ def write_chart(rows: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    """Machine, command, the ops/s + ratio table, scale results and targets, as Markdown (for BENCHMARKS.md)."""
+    m = results["machine"]
+    s = results["settings"]
+    out = [
+        f"Run started {results['started_utc']} (UTC), finished {results.get('finished_utc', '?')}.",
+        "",
+        f"- machine: {m['nproc']} CPUs, {m['cpu']}; {m['platform']}",
+        f"- Python {m['python']}; SQLite {m['sqlite']}; Postgres {m['postgres']}; Redis {m['redis']}",
+        "- drivers: " + ", ".join(f"{k} {v}" for k, v in m["drivers"].items() if v),
+        f"- command: `{results['command']}` ({s['runs']} runs per row, median; {s['seconds_per_run']} s per run)",
+        "",
+        "| adapter | workload | c | ops/s | p50 µs | p99 µs | raw | raw ops/s | raw p50 µs | raw p99 µs | ratio |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results["rows"]:
+        out.append(
+            f"| {r['adapter']} | {r['workload']} | {r['concurrency']} | {_num(r['motia']['ops_per_s'])}"
+            f" | {_num(r['motia']['p50_us'])} | {_num(r['motia']['p99_us'])} | {r['raw_name']}"
+            f" | {_num(r['raw']['ops_per_s'])} | {_num(r['raw']['p50_us'])} | {_num(r['raw']['p99_us'])}"
+            f" | **{r['ratio']:.2f}** |"
+        )
+    if results["scale"]:
+        out += [
+            "",
+            "| adapter | rows | op (100-entry scope) | empty table µs | full table µs | full / empty |",
+            "| --- | ---: | --- | ---: | ---: | ---: |",
+        ]
+        for name, sc in results["scale"].items():
+            for op, v in sc["ops"].items():
+                out.append(
+                    f"| {name} | {sc['rows']:,} | {op} | {v['empty_us']:.1f} | {v['full_us']:.1f} | {v['ratio']:.2f} |"
+                )
+        out += [
+            "",
+            "| adapter | cleanup: expired / live rows | removed | seconds | rows/s | batches | list_groups |",
+            "| --- | --- | ---: | ---: | ---: | --- | --- |",
+        ]
+        for name, sc in results["scale"].items():
+            c = sc["cleanup"]
+            g = sc["list_groups"]
+            out.append(
+                f"| {name} | {c['expired']:,} / {c['live']:,} | {c['removed']:,} | {c['seconds']:.2f}"
+                f" | {c['rows_per_s']:,.0f} | {c['batches']} | {g['groups']:,} scopes in {g['seconds'] * 1000:.0f} ms |"
+            )
+    out += ["", "| target (issue 6) | measured | |", "| --- | --- | --- |"]
+    for t in results.get("targets", []):
+        out.append(f"| {t['target']} | {t['value']} | {'met' if t['met'] else '**missed**'} |")
+    return "\n".join(out) + "\n"
