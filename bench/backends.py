@@ -45,7 +45,7 @@ def redis_url() -> str:
 
 async def ensure_pg_database(db: str) -> None:
     """Create ``db`` (one of this benchmark's) if it does not exist."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     assert db.startswith("motia_state_bench"), db
     conn = await asyncpg.connect(pg_admin_url())

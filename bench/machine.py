@@ -32,7 +32,7 @@ async def _postgres_version() -> str | None:
     from bench.backends import pg_admin_url
 
     try:
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
 
         conn = await asyncpg.connect(pg_admin_url(), timeout=3)
         try:

@@ -96,13 +96,13 @@ class RawRedis:
                 pipe.sadd(REGISTRY, scope)
                 written = (await pipe.execute())[0]
             else:
-                written = await self.r.evalsha(_CAS.sha, 2, ekey, tag, "1", text, new, key, "")  # type: ignore[misc]
+                written = await self.r.evalsha(_CAS.sha, 2, ekey, tag, "1", text, new, key, "")
             if written == 1:
                 return value
 
     async def list(self, scope: str) -> list[Any]:
         tag = _tag(scope)
-        members, texts = await self.r.evalsha(_VALUES.sha, 1, tag, tag + ":", "")  # type: ignore[misc]
+        members, texts = await self.r.evalsha(_VALUES.sha, 1, tag, tag + ":", "")
         return [json.loads(t) for _, t in sorted(zip(members, texts, strict=True)) if t is not None]
 
     async def set_many(self, scope: str, mapping: Mapping[str, Any]) -> None:
@@ -118,7 +118,7 @@ class RawRedis:
 
     async def clear(self, scope: str) -> int:
         tag = _tag(scope)
-        return int(await self.r.evalsha(_CLEAR.sha, 1, tag, tag + ":"))  # type: ignore[misc]
+        return int(await self.r.evalsha(_CLEAR.sha, 1, tag, tag + ":"))
 
     # --- scale runs ------------------------------------------------------------------------------
 
@@ -150,7 +150,7 @@ class RawRedis:
 
     async def count_rows(self, expired: bool) -> int:
         now = int(time.time() * 1000)
-        scopes = [s.decode() for s in await self.r.smembers(REGISTRY)]  # type: ignore[misc]
+        scopes = [s.decode() if isinstance(s, bytes) else s for s in await self.r.smembers(REGISTRY)]
         total = 0
         for start in range(0, len(scopes), 2000):
             pipe = self.r.pipeline(transaction=False)
