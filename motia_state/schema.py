@@ -23,7 +23,9 @@ state_table = Table(
     metadata,
     Column("scope", _name, primary_key=True),
     Column("key", _name, primary_key=True),
-    Column("value", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    # TEXT on SQLite: a column declared JSON gets NUMERIC affinity there, which rewrites a top-level
+    # number's JSON text ('1.0' -> 1, 2**90 -> REAL); TEXT keeps it byte-exact, json_*() functions still work.
+    Column("value", JSON().with_variant(JSONB(), "postgresql").with_variant(Text(), "sqlite"), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
