@@ -31,6 +31,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+try:  # redis-py >= 7
+    from redis.maint_notifications import MaintNotificationsConfig as _MaintConfig
+except ImportError:  # pragma: no cover - older redis-py has no such feature
+    _MaintConfig = None  # type: ignore[assignment,misc]
+
 from ..adapter import Entry, StateAdapter, StateItem
 from ..errors import StateBackendError, StateConfigError, mask_url
 from ..ops import Filter, match
@@ -94,16 +99,17 @@ return old
 
 # Compare-and-swap for update. KEYS[1] entry, KEYS[2] index; ARGV[1] '1' if the entry was read as present
 # (then ARGV[2] is the text read), ARGV[3] new text, ARGV[4] key, ARGV[5] ttl ms for a new entry ('' = none).
-# Returns 1 when written, 0 when the entry changed since it was read.
+# Returns {1} when written, or {0, current text (nil if absent)} when the entry changed since it was read,
+# so the caller can retry without another read.
 _CAS = _Script(
     """
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
-  if cur ~= ARGV[2] then return 0 end
+  if cur ~= ARGV[2] then return {0, cur} end
   redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
-  return 1
+  return {1}
 end
-if cur then return 0 end
+if cur then return {0, cur} end
 if ARGV[5] == '' then
   redis.call('SET', KEYS[1], ARGV[3])
   redis.call('ZADD', KEYS[2], 'inf', ARGV[4])
@@ -113,7 +119,7 @@ else
   local exp = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[5])
   redis.call('ZADD', KEYS[2], string.format('%d', exp), ARGV[4])
 end
-return 1
+return {1}
 """
 )
 
@@ -316,6 +322,12 @@ class RedisAdapter(StateAdapter):
     # --- connections ---------------------------------------------------------------------------
 
     def _new_pool(self) -> ConnectionPool:
+        options: dict[str, Any] = {}
+        if _MaintConfig is not None:
+            # With maintenance notifications on ("auto"), redis-py skips its check that a pooled connection
+            # is still open, and a connection the server closed (restart, CLIENT KILL, idle timeout) fails
+            # the next command. This adapter wants that check; it talks to plain Redis servers.
+            options["maint_notifications_config"] = _MaintConfig(enabled=False)
         try:
             return ConnectionPool.from_url(
                 self._url,
@@ -323,6 +335,7 @@ class RedisAdapter(StateAdapter):
                 socket_connect_timeout=self._connect_timeout,
                 socket_timeout=self._socket_timeout,
                 socket_keepalive=True,
+                **options,
             )
         except (ValueError, TypeError) as exc:
             raise StateConfigError(f"invalid Redis URL {mask_url(self._url)!r}: {exc}") from None
@@ -479,8 +492,8 @@ class RedisAdapter(StateAdapter):
         tag = self._prefix + "{" + _tag(scope) + "}"
         ekey = tag + ":" + key
         ttl_ms = _ttl_ms(ttl_if_new)
+        text: bytes | None = await self._one(("GET", ekey), idempotent=True)
         for attempt in range(_MAX_CAS_ATTEMPTS):
-            text = await self._one(("GET", ekey), idempotent=True)
             old = None if text is None else decode(text)
             new = apply(old)  # raises before anything is written
             new_text = encode(new)
@@ -491,11 +504,14 @@ class RedisAdapter(StateAdapter):
                 ]
             else:
                 commands = [("EVALSHA", _CAS.sha, 2, ekey, tag, "1", text, new_text, key, ttl_ms)]
-            # Not retried blindly: a lost reply could mean the write happened; the next loop re-reads.
-            if (await self._run(commands, idempotent=False))[0] == 1:
+            # Not retried blindly: a lost reply could mean the write happened.
+            reply = (await self._run(commands, idempotent=False))[0]
+            if reply[0] == 1:
                 return old, new
-            # Lost the race: back off a little, with jitter so the contenders spread out.
-            await asyncio.sleep(random.random() * min(0.02, 0.0002 * (1 << min(attempt, 7))))
+            # Lost the race: the reply carries the current text. Back off a little, with jitter, so the
+            # contenders spread out instead of colliding again in lockstep.
+            text = reply[1] if len(reply) > 1 else None
+            await asyncio.sleep(random.random() * min(0.005, 0.0001 * (1 << min(attempt, 6))))
         raise StateBackendError(
             f"update of scope {scope!r} key {key!r} kept conflicting with concurrent writes; retry later",
             backend=self.backend,

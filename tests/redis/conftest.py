@@ -12,7 +12,6 @@ from motia_state.adapters.redis import RedisAdapter
 from tests.services import REDIS_URL, require
 
 
-
 @pytest.fixture
 async def raw() -> AsyncIterator[aioredis.Redis]:
     """A plain redis-py client on the (emptied) test db, bytes in and out."""
