@@ -21,7 +21,7 @@ INCREMENTS = 500
 
 @pytest.mark.parametrize("backend", MULTIPROCESS_BACKENDS)
 def test_8_processes_x_500_increments_lose_nothing(backend: str, tmp_path: Path) -> None:
-    """SPEC §5: 8 processes × 500 ``update`` increments on one key end at exactly 4000."""
+    """SPEC §5: 8 processes x 500 ``update`` increments on one key end at exactly 4000."""
     url = fresh_shared_store(backend, tmp_path)
     barrier = SPAWN.Barrier(PROCESSES)
     results = [tmp_path / f"inc-{i}.txt" for i in range(PROCESSES)]
