@@ -16,7 +16,7 @@ def fresh_database(name: str) -> str:
     require("postgres")
 
     async def recreate() -> None:
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
 
         conn = await asyncpg.connect(PG_ADMIN_URL)
         try:
