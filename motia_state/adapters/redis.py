@@ -13,7 +13,8 @@ Layout, for the default prefix ``motia:state:``:
   by ``cleanup`` of scopes whose index is empty.
 
 Expiry times in the index come from the server's ``TIME`` inside the same script that sets ``PX``, so the
-index and Redis's own expiry agree whatever the clients' clocks say.
+index and Redis's own expiry agree whatever the clients' clocks say. Needs Redis >= 6.2 (``SET … GET``,
+``GETDEL``, ``KEEPTTL``).
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ async def _kill_clients_of_db(raw: aioredis.Redis, db: int) -> int:
     killed = 0
     for client in await raw.client_list():
         if int(client["db"]) == db and int(client["id"]) != me:
-            await raw.client_kill_filter(_id=int(client["id"]))
+            await raw.client_kill_filter(_id=str(client["id"]))
             killed += 1
     return killed
 

@@ -35,7 +35,8 @@ async def test_index_is_a_sorted_set_of_keys_scored_by_expiry(state: StateManage
     await state.set("s", "forever", 1)
     await state.set("s", "soon", 2, ttl=60)
     assert await raw.type("motia:state:{s}") == b"zset"
-    scores = dict(await raw.zrange("motia:state:{s}", 0, -1, withscores=True))
+    pairs: list[tuple[bytes, float]] = await raw.zrange("motia:state:{s}", 0, -1, withscores=True)  # type: ignore[assignment]
+    scores = dict(pairs)
     assert math.isinf(scores[b"forever"])
     redis_expiry_ms = await raw.pexpiretime("motia:state:{s}:soon")
     assert abs(scores[b"soon"] - redis_expiry_ms) <= 5
