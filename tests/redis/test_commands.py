@@ -7,7 +7,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from motia_state import StateManager, ops
+from motia_state import StateBackendError, StateManager, UpdateOpError, ops
 from motia_state.adapters import redis as redis_module
 from motia_state.adapters.redis import RedisAdapter
 
@@ -85,3 +85,23 @@ async def test_scripts_load_on_noscript(state: StateManager, monkeypatch: pytest
     assert (await state.set("s", "k", 3)).old_value == 2
     assert await state.list("s") == [3]
     assert await state.list_groups() == ["s"]
+
+
+async def test_set_many_is_all_or_nothing(state: StateManager, raw: aioredis.Redis) -> None:
+    await raw.set("motia:state:{s}", "not an index")  # a foreign value where the scope's index belongs
+    with pytest.raises(StateBackendError) as info:
+        await state.set_many("s", {"a": 1, "b": 2})
+    assert "another type" in str(info.value)
+    assert await raw.exists("motia:state:{s}:a", "motia:state:{s}:b") == 0
+    await raw.delete("motia:state:{s}")
+    await state.set_many("s", {"a": 1, "b": 2})
+    assert await state.get_many("s", ["a", "b"]) == {"a": 1, "b": 2}
+
+
+async def test_failed_update_writes_nothing(state: StateManager, raw: aioredis.Redis) -> None:
+    await state.set("s", "k", {"n": "text"}, ttl=60)
+    before = await raw.get("motia:state:{s}:k")
+    with pytest.raises(UpdateOpError):
+        await state.update("s", "k", [ops.increment("m"), ops.increment("n")])
+    assert await raw.get("motia:state:{s}:k") == before
+    assert await raw.pttl("motia:state:{s}:k") > 50_000
