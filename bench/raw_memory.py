@@ -80,5 +80,5 @@ class MemoryLoader:
             if (exp is not None and exp <= now) == expired
         )
 
-    async def after_load(self) -> None:
+    async def settle(self) -> None:
         return None

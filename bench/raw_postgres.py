@@ -98,6 +98,8 @@ class RawPostgres:
         where = "expires_at <= now()" if expired else "expires_at IS NULL OR expires_at > now()"
         return int(await self.pool.fetchval(f"SELECT count(*) FROM motia_state WHERE {where}"))
 
-    async def after_load(self) -> None:
-        # What autovacuum does on its own after a bulk load; without it the planner would see a tiny table.
-        await self.pool.execute("ANALYZE motia_state")
+    async def settle(self) -> None:
+        # What autovacuum and the checkpointer do on their own after a bulk load, done before the timing
+        # instead of during it (and the planner sees the real table size).
+        await self.pool.execute("VACUUM ANALYZE motia_state")
+        await self.pool.execute("CHECKPOINT")

@@ -123,30 +123,42 @@ class RawRedis:
     # --- scale runs ------------------------------------------------------------------------------
 
     async def bulk_load(self, rows: Iterator[tuple[str, str, str, float | None]]) -> None:
-        """Strings, index members and registry entries, 20,000 commands per pipeline.
+        """Per scope one MSET of its strings, one ZADD of its index members, one SADD to the registry;
+        pipelines of 3,000 such commands.
 
         An expired row is what Redis leaves behind after its native expiry: the index member with a past
         score (the string itself is already gone).
         """
         pipe = self.r.pipeline(transaction=False)
         pending = 0
-        scopes: set[str] = set()
-        for scope, key, text, expires in rows:
+
+        def flush_scope(scope: str, strings: dict[str, str], index: dict[str, float]) -> None:
             tag = _tag(scope)
+            if strings:
+                pipe.mset({tag + ":" + k: v for k, v in strings.items()})
+            pipe.zadd(tag, index)
+            pipe.sadd(REGISTRY, scope)
+
+        current: str | None = None
+        strings: dict[str, str] = {}
+        index: dict[str, float] = {}
+        for scope, key, text, expires in rows:
+            if scope != current:
+                if current is not None:
+                    flush_scope(current, strings, index)
+                    pending += 3
+                    if pending >= 3000:
+                        await pipe.execute()
+                        pending = 0
+                current, strings, index = scope, {}, {}
             if expires is None:
-                pipe.set(tag + ":" + key, text)
-                pipe.zadd(tag, {key: float("inf")})
+                strings[key] = text
+                index[key] = float("inf")
             else:
-                pipe.zadd(tag, {key: int(expires * 1000)})
-            if scope not in scopes:
-                scopes.add(scope)
-                pipe.sadd(REGISTRY, scope)
-            pending += 1
-            if pending >= 10_000:
-                await pipe.execute()
-                pending = 0
-        if pending:
-            await pipe.execute()
+                index[key] = int(expires * 1000)
+        if current is not None:
+            flush_scope(current, strings, index)
+        await pipe.execute()
 
     async def count_rows(self, expired: bool) -> int:
         now = int(time.time() * 1000)
@@ -162,5 +174,5 @@ class RawRedis:
             total += sum(int(n) for n in await pipe.execute())
         return total
 
-    async def after_load(self) -> None:
+    async def settle(self) -> None:
         return None

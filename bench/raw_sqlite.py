@@ -146,5 +146,6 @@ class RawSQLite:
         rows = list(await self.c.execute_fetchall(sql, (now,)))
         return int(rows[0][0])
 
-    async def after_load(self) -> None:
-        return None  # SQLite gathers no statistics on its own
+    async def settle(self) -> None:
+        # SQLite gathers no statistics on its own; fold the WAL back into the file as a checkpoint would.
+        await self.c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
