@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from motia_state.adapters.sql import sqlalchemy_async_url
-from motia_state.schema import TABLE_NAME, VERSION_TABLE, metadata
+from motia_state.migrate import include_name, include_object
+from motia_state.schema import VERSION_TABLE, metadata
 
 config = context.config
 
@@ -37,21 +38,6 @@ def _url() -> str:
     if not url:
         raise SystemExit("motia-state migrations need a database: set MOTIA_STATE_URL or pass -x url=...")
     return sqlalchemy_async_url(str(url))
-
-
-def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    """Reflect only our table: the host application's tables are none of our business."""
-    if type_ == "table":
-        return name == TABLE_NAME
-    return True
-
-
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Compare only our table and what hangs off it (columns, indexes, constraints)."""
-    if type_ == "table":
-        return name == TABLE_NAME
-    table = getattr(obj, "table", None)
-    return table is None or table.name == TABLE_NAME
 
 
 _OPTIONS: dict[str, Any] = {

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .errors import SchemaOutOfDateError, StateBackendError, StateConfigError, StateError
-from .schema import VERSION_TABLE
+from .schema import TABLE_NAME, VERSION_TABLE
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -36,6 +36,8 @@ __all__ = [
     "downgrade",
     "ensure_schema",
     "head",
+    "include_name",
+    "include_object",
     "migrations_dir",
     "offline_sql",
     "pending",
@@ -97,6 +99,24 @@ def head() -> str:
     if len(heads) != 1:
         raise StateConfigError(f"motia-state's migrations have {len(heads)} heads ({heads}); expected one")
     return heads[0]
+
+
+# --- what autogenerate compares -------------------------------------------------------------------------
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Reflect only our table: the host application's tables (and its alembic_version) are not ours."""
+    if type_ == "table":
+        return name == TABLE_NAME
+    return True
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Compare only our table and what hangs off it (columns, indexes, constraints)."""
+    if type_ == "table":
+        return name == TABLE_NAME
+    table = getattr(obj, "table", None)
+    return table is None or table.name == TABLE_NAME
 
 
 # --- engines and errors --------------------------------------------------------------------------------
