@@ -122,3 +122,10 @@ async def test_close_is_idempotent_and_a_later_call_reconnects(state: StateManag
     await state.close()
     assert await state.get("s", "k") == 1
     await state.close()
+
+
+def test_connections_parse_with_hiredis() -> None:
+    adapter = RedisAdapter("redis://127.0.0.1:6379/12")
+    pool = adapter._pool
+    assert pool is not None
+    assert type(pool.make_connection()._parser).__name__ == "_AsyncHiredisParser"
