@@ -128,4 +128,5 @@ def test_connections_parse_with_hiredis() -> None:
     adapter = RedisAdapter("redis://127.0.0.1:6379/12")
     pool = adapter._pool
     assert pool is not None
-    assert type(pool.make_connection()._parser).__name__ == "_AsyncHiredisParser"
+    conn = pool.make_connection()  # type: ignore[no-untyped-call]
+    assert type(conn._parser).__name__ == "_AsyncHiredisParser"
