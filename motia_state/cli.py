@@ -215,7 +215,12 @@ def get_command(ctx: click.Context, scope: str, key: str) -> None:
     _echo_json(found[key])
 
 
-@cli.command("set", short_help="Store a JSON value (optionally with --ttl); print old and new.")
+@cli.command(
+    "set",
+    short_help="Store a JSON value (optionally with --ttl); print old and new.",
+    # So that a negative number (-5, -Infinity) is taken as the JSON argument, not as an option.
+    context_settings={"ignore_unknown_options": True},
+)
 @click.argument("scope")
 @click.argument("key")
 @click.argument("value", metavar="JSON")

@@ -129,7 +129,7 @@ async def export_state(state: StateManager, out: IO[str], *, scope: str | None =
     stats = TransferStats()
     header = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": _iso(datetime.now(UTC))}
     # The envelope is written by hand so that entries stream out one per line.
-    out.write(json.dumps(header)[:-1] + ',"entries":[')
+    out.write(json.dumps(header, separators=(",", ":"))[:-1] + ',"entries":[')
     for name in await _scopes(state, scope):
         items = await state.items(name)
         if items:

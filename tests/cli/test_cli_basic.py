@@ -1,0 +1,147 @@
+"""The console script without a persistent store: help, demo on memory://, argument and config errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+COMMANDS = [
+    "list",
+    "get",
+    "set",
+    "delete",
+    "clear",
+    "groups",
+    "cleanup",
+    "migrate",
+    "export",
+    "import",
+    "copy",
+    "demo",
+]
+
+
+def _spare_port() -> int:
+    # A port nothing listens on: bind, read the number, close.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_group_help_lists_every_command(cli: Any) -> None:
+    run = cli("--help").ok()
+    assert "Usage: motia-state" in run.out
+    for command in COMMANDS:
+        assert f"\n  {command} " in run.out, command
+    assert "--config PATH" in run.out and "--url URL" in run.out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(cli: Any, command: str) -> None:
+    run = cli(command, "--help").ok()
+    assert f"Usage: motia-state {command}" in run.out
+    assert "Example" in run.out
+    assert f"motia-state {command}" in run.out.split("Example", 1)[1] or command == "demo"
+    assert run.err == ""
+
+
+def test_demo_on_memory_prints_steps_and_resulting_state(cli: Any) -> None:
+    run = cli("--url", "memory://", "demo", "--scope", "trace-demo").ok()
+    out = run.out
+    for text in ("booking.customer", "booking.venue", "payment.status", "BookingState(", "expires in"):
+        assert text in out, text
+    block = out.split("resulting state of trace-demo:\n", 1)[1].split("\n\n", 1)[0]
+    state = json.loads(block)["trace-demo"]
+    assert set(state) == {"booking", "booking.customer", "booking.venue", "payment.status", "hold"}
+    assert state["booking"]["status"] == "confirmed"
+    assert state["booking"]["seats"] == 2
+    assert state["payment.status"] == "paid"
+    assert state["booking.customer"] == {"name": "Ada Lovelace", "email": "ada@example.com"}
+
+
+def test_memory_store_via_environment_is_empty_in_each_process(cli: Any) -> None:
+    env = {"MOTIA_STATE_URL": "memory://"}
+    assert cli("set", "s", "k", "1", env=env).ok().json() == {"old_value": None, "new_value": 1}
+    # memory:// keeps nothing between invocations
+    assert cli("list", env=env).ok().json() == {}
+    assert cli("groups", env=env).ok().out == ""
+    run = cli("get", "s", "k", env=env)
+    assert run.out == ""
+    assert run.failed_cleanly() == "motia-state: error: no entry for scope 's' key 'k'"
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("pending", "needs quotes"),
+        ('{"a": NaN}', "NaN is not valid JSON"),
+        ("[Infinity]", "Infinity is not valid JSON"),
+        ("-Infinity", "Infinity is not valid JSON"),
+        ("1e999", "too large"),
+        ('{"a": 1', "not valid JSON"),
+        ("", "not valid JSON"),
+    ],
+)
+def test_set_rejects_bad_json_with_one_line(cli: Any, value: str, needle: str) -> None:
+    run = cli("--url", "memory://", "set", "s", "k", value)
+    line = run.failed_cleanly()
+    assert needle in line
+    assert run.out == ""
+
+
+def test_set_reads_stdin_and_rejects_bad_ttl(cli: Any) -> None:
+    run = cli("--url", "memory://", "set", "s", "k", "-", input='{"from": "stdin", "n": 18446744073709551617}\n')
+    assert run.ok().json() == {"old_value": None, "new_value": {"from": "stdin", "n": 18446744073709551617}}
+    assert "ttl" in cli("--url", "memory://", "set", "s", "k", "1", "--ttl", "0").failed_cleanly()
+    assert "ttl" in cli("--url", "memory://", "set", "s", "k", "1", "--ttl", "nan").failed_cleanly()
+
+
+def test_usage_errors_are_one_line_with_exit_2(cli: Any) -> None:
+    line = cli("get", "only-scope").failed_cleanly(code=2)
+    assert "Missing argument 'KEY'" in line and "motia-state get --help" in line
+    assert "No such command" in cli("frobnicate").failed_cleanly(code=2)
+    assert "cannot be combined" in cli("--url", "memory://", "migrate", "--check", "--sql").failed_cleanly(code=2)
+
+
+def test_empty_scope_or_key_is_refused(cli: Any) -> None:
+    assert "scope must be a non-empty str" in cli("--url", "memory://", "get", "", "k").failed_cleanly()
+
+
+def test_config_errors(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "config.yml").write_text("state:\n  adapter: mongodb\n")
+    line = cli("list").failed_cleanly()
+    assert "config.yml" in line and "mongodb" in line and "allowed" in line
+
+    (tmp_path / "config.yml").write_text("state:\n  adapter: memory\n  colour: blue\n")
+    assert "unknown key state.colour" in cli("groups").failed_cleanly()
+
+    assert "config file not found" in cli("--config", "nope.yml", "groups").failed_cleanly()
+    (tmp_path / "config.yml").unlink()
+    assert "unknown URL scheme 'mysql'" in cli("--url", "mysql://u:pw@h/db", "groups").failed_cleanly()
+
+    # --config names the file; MOTIA_STATE_URL overrides it, and --url overrides both.
+    (tmp_path / "other.yml").write_text("state:\n  adapter: memory\n")
+    assert cli("--config", "other.yml", "list").ok().json() == {}
+    env = {"MOTIA_STATE_URL": "mysql://nowhere"}
+    assert "MOTIA_STATE_URL" in cli("--config", "other.yml", "list", env=env).failed_cleanly()
+    assert cli("--config", "other.yml", "--url", "memory://", "list", env=env).ok().json() == {}
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "redis"])
+def test_unreachable_backend_is_one_masked_line(cli: Any, scheme: str) -> None:
+    port = _spare_port()
+    url = f"{scheme}://admin:Sup3rS3cret@127.0.0.1:{port}/" + ("motia" if scheme == "postgresql" else "0")
+    for args in (
+        ["--url", url, "list"],
+        ["--url", url, "set", "s", "k", "1"],
+        ["copy", "--from", url, "--to", "memory://"],
+    ):
+        run = cli(*args, env={"MOTIA_STATE_URL": url})
+        line = run.failed_cleanly()
+        assert "Sup3rS3cret" not in run.err + run.out
+        assert f"127.0.0.1:{port}" in line
+        assert "***" in line
