@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.backends import ADAPTERS, Backend, make_backend
-from bench.core import WORKLOADS, Measurement, Subject, measure, median_summary
+from bench.core import WORKLOADS, Measurement, Subject, measure_pair, median_summary
 from bench.machine import machine_info
 from bench.report import evaluate_targets, format_rows, format_scale, format_targets, to_markdown, write_chart
 
@@ -29,6 +29,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", default="1,16", help="comma-separated task counts (default 1,16)")
     p.add_argument("--runs", type=int, default=3, help="runs per row; the median is reported (default 3)")
     p.add_argument("--seconds", type=float, default=None, help="timed seconds per run (default 1.0; --quick 0.3)")
+    p.add_argument(
+        "--slices", type=int, default=4, help="each run alternates motia-state and raw in this many slices (4)"
+    )
     p.add_argument("--quick", action="store_true", help="short runs (0.3 s), 1 run, small scale test")
     p.add_argument("--scale", dest="scale", action="store_true", default=None, help="run the scale tests (default)")
     p.add_argument("--no-scale", dest="scale", action="store_false", help="skip the scale tests")
@@ -55,15 +58,20 @@ def _names(text: str, allowed: Any, what: str) -> list[str]:
     return names
 
 
-async def _row(backend: Backend, workload: str, concurrency: int, runs: int, seconds: float) -> dict[str, Any]:
+async def _row(
+    backend: Backend, workload: str, concurrency: int, runs: int, seconds: float, slices: int
+) -> dict[str, Any]:
     w = WORKLOADS[workload]
     by_subject: dict[str, list[Measurement]] = {"motia": [], "raw": []}
     subjects: list[Subject] = [backend.motia, backend.raw]
     for run in range(runs):
-        # Alternate which goes first so that drift (caches, autovacuum, a noisy neighbour) hits both alike.
-        for subject in subjects if run % 2 == 0 else subjects[::-1]:
-            await backend.raw.reset()
-            by_subject[subject.kind].append(await measure(subject, w, concurrency, seconds))
+        # Both subjects work on the same store (same layout), prepared once per run; their timing
+        # alternates in slices, and which goes first alternates by run, so drift hits both alike.
+        await backend.raw.reset()
+        first, second = subjects if run % 2 == 0 else subjects[::-1]
+        m1, m2 = await measure_pair(first, second, w, concurrency, seconds, slices)
+        by_subject[first.kind].append(m1)
+        by_subject[second.kind].append(m2)
     motia = median_summary(by_subject["motia"])
     raw = median_summary(by_subject["raw"])
     ratio = motia["ops_per_s"] / raw["ops_per_s"] if raw["ops_per_s"] else float("nan")
@@ -93,6 +101,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "concurrency": concurrencies,
             "runs": args.runs,
             "seconds_per_run": args.seconds,
+            "slices": args.slices,
             "scale": args.scale,
             "scale_rows": args.scale_rows,
         },
@@ -114,7 +123,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             for workload in workloads:
                 for c in concurrencies:
                     try:
-                        row = await _row(backend, workload, c, args.runs, args.seconds)
+                        row = await _row(backend, workload, c, args.runs, args.seconds, args.slices)
                     except Exception as exc:
                         msg = f"{name} {workload} c={c}: {type(exc).__name__}: {exc}"
                         print(msg, file=sys.stderr)

@@ -20,6 +20,7 @@ __all__ = [
     "Subject",
     "Workload",
     "measure",
+    "measure_pair",
     "sample_value",
 ]
 
@@ -242,6 +243,33 @@ async def measure(subject: Subject, w: Workload, concurrency: int, duration: flo
     run = _rounds if w.before is not None else _continuous
     await run(subject, w, concurrency, min(0.1, duration / 3))
     return await run(subject, w, concurrency, duration)
+
+
+async def measure_pair(
+    a: Subject, b: Subject, w: Workload, concurrency: int, duration: float, slices: int
+) -> tuple[Measurement, Measurement]:
+    """One run of ``a`` and ``b`` each, timed in alternating slices (a b b a a b ...).
+
+    The machine is shared and noisy: slicing the run exposes both subjects to the same disturbances, so
+    their ratio stays meaningful even when the absolute numbers move.
+    """
+    run = _rounds if w.before is not None else _continuous
+    for s in (a, b):
+        await w.prepare(s, concurrency)
+    for s in (a, b):
+        await run(s, w, concurrency, min(0.1, duration / 3))
+    parts: dict[int, list[Measurement]] = {id(a): [], id(b): []}
+    slice_s = duration / max(1, slices)
+    for k in range(max(1, slices)):
+        for s in (a, b) if k % 2 == 0 else (b, a):
+            parts[id(s)].append(await run(s, w, concurrency, slice_s))
+    return _merge(parts[id(a)]), _merge(parts[id(b)])
+
+
+def _merge(parts: list[Measurement]) -> Measurement:
+    return Measurement(
+        sum(m.ops for m in parts), sum(m.seconds for m in parts), [x for m in parts for x in m.latencies_us]
+    )
 
 
 def median_summary(runs: list[Measurement]) -> dict[str, Any]:

@@ -118,8 +118,13 @@ class RawSQLite:
 
     async def clear(self, scope: str) -> int:
         # One statement in autocommit mode is its own transaction (but not inside another task's).
+        now = _ts(time.time())
+        # The adapter's statement returns each removed row's expiry (or, in older versions, a live flag).
+        params = (scope,) if sq._SQL_CLEAR.count("?") == 1 else (scope, now)
         async with self.tx:
-            rows = await self.c.execute_fetchall(sq._SQL_CLEAR, (scope, _ts(time.time())))
+            rows = await self.c.execute_fetchall(sq._SQL_CLEAR, params)
+        if params == (scope,):
+            return sum(1 for (expires,) in rows if expires is None or expires > now)
         return sum(1 for r in rows if r[0])
 
     # --- scale runs ------------------------------------------------------------------------------
