@@ -208,8 +208,23 @@ def _read_version(connection: Connection) -> str | None:
     return str(rows[0]) if rows else None
 
 
+def _read_version_fast(connection: Connection) -> str | None:
+    """One query when the table exists (every connect after the first migration)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    except DBAPIError:
+        connection.rollback()  # most likely no version table yet; ask properly
+        return _read_version(connection)
+    if len(rows) == 1:
+        return str(rows[0])
+    return _read_version(connection)
+
+
 async def _version(conn: AsyncConnection) -> str | None:
-    return await conn.run_sync(_read_version)
+    return await conn.run_sync(_read_version_fast)
 
 
 # --- the public API ------------------------------------------------------------------------------------
