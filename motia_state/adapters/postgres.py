@@ -144,7 +144,8 @@ _WRITE_LOCKED_EXPIRED: Final = (
     " updated_at = now() WHERE scope = $1 AND key = $2"
 )
 
-_OPTIMISTIC_TRIES: Final = 2
+_OPTIMISTIC_TRIES: Final = 1
+_CONTENDED_FOR: Final = 1.0  # seconds of going straight to the locking update after a lost race
 _MAX_RETRIES: Final = 50
 
 # --- errors -----------------------------------------------------------------------------------------
@@ -153,6 +154,7 @@ _MAX_RETRIES: Final = 50
 _CONNECTION_LOST: Final = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # e.g. a server's termination notice read while the connection sat idle
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
@@ -162,7 +164,13 @@ _CONNECTION_LOST: Final = (
 _NOT_SENT: Final = (asyncpg.CannotConnectNowError, ConnectionRefusedError, asyncpg.TooManyConnectionsError)
 # The server rolled the statement back; running it again is always safe.
 _ROLLED_BACK: Final = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-_DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_DRIVER_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def _not_sent(exc: BaseException) -> bool:
@@ -429,14 +437,15 @@ class PostgresAdapter(StateAdapter):
         if type(pool_size) is not int or pool_size < 1:
             raise StateConfigError(f"pool_size must be an int >= 1, got {pool_size!r}")
         self._dsn = _dsn(url, sslmode)
-        # Migrations connect through SQLAlchemy with the same options.
         self._url = url if sslmode is None else _with_query(url, "sslmode", sslmode)
+        self._migration_url = _sqlalchemy_ssl(self._url)
         self._migrate = migrate
         self._pool_size = pool_size
         self._connect_timeout = float(connect_timeout)
         self._command_timeout = None if command_timeout is None else float(command_timeout)
         self._pool: Any = None
         self._connect_lock: asyncio.Lock | None = None
+        self._contended_until = 0.0
         # Two batches in flight: one travels while the next is being gathered and the previous decoded.
         self._gets: _Batcher[tuple[str, str], Any] = _Batcher(self._get_one, self._get_batch, 2)
         self._sets: _Batcher[tuple[str, str, str, float | None], Any] = _Batcher(self._set_one, self._set_batch, 2)
@@ -461,7 +470,7 @@ class PostgresAdapter(StateAdapter):
                 return
             from ..migrate import ensure_schema
 
-            await ensure_schema(self._url, self._migrate, connect_timeout=self._connect_timeout)
+            await ensure_schema(self._migration_url, self._migrate, connect_timeout=self._connect_timeout)
             try:
                 async with asyncio.timeout(self._connect_timeout + 1.0):
                     self._pool = await asyncpg.create_pool(
@@ -516,9 +525,16 @@ class PostgresAdapter(StateAdapter):
                 return await getattr(pool, method)(sql, *args)
             except _DRIVER_ERRORS as exc:
                 attempt += 1
+                await self._after_failure(exc)
                 if not self._retryable(exc, read, attempt):
                     raise self._error(exc) from exc
                 pool = await self._require_pool()
+
+    async def _after_failure(self, exc: BaseException) -> None:
+        # One lost connection usually means the server restarted: every pooled connection is dead, so
+        # replace them all at their next acquire instead of failing once per stale connection.
+        if isinstance(exc, _CONNECTION_LOST) and self._pool is not None:
+            await self._pool.expire_connections()
 
     @staticmethod
     def _retryable(exc: BaseException, read: bool, attempt: int) -> bool:
@@ -622,10 +638,14 @@ class PostgresAdapter(StateAdapter):
     async def update_entry(
         self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
     ) -> tuple[Any, Any]:
-        for _ in range(_OPTIMISTIC_TRIES):
-            done = await self._update_optimistic(scope, key, apply, ttl_if_new)
-            if done is not None:
-                return done
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._contended_until:
+            for _ in range(_OPTIMISTIC_TRIES):
+                done = await self._update_optimistic(scope, key, apply, ttl_if_new)
+                if done is not None:
+                    return done
+            # Lost races: writers are contending; lock first for a while (cheaper than failing again).
+            self._contended_until = loop.time() + _CONTENDED_FOR
         for _ in range(_MAX_RETRIES):
             done = await self._update_locked(scope, key, apply, ttl_if_new)
             if done is not None:
@@ -671,6 +691,7 @@ class PostgresAdapter(StateAdapter):
         except _ROLLED_BACK:
             return None
         except _DRIVER_ERRORS as exc:
+            await self._after_failure(exc)
             raise self._error(exc) from exc
         return old, decode(text)
 
@@ -739,6 +760,19 @@ async def _keep_session(conn: Any) -> None:
     asyncpg's default reset sends RESET ALL / UNLISTEN / CLOSE ALL / pg_advisory_unlock_all on every
     release: a second round trip per operation. The pool still rolls back a transaction left open.
     """
+
+
+def _sqlalchemy_ssl(url: str) -> str:
+    """The URL for the migrations' SQLAlchemy engine, which hands query parameters to asyncpg.connect().
+
+    asyncpg.connect() takes the TLS mode as ``ssl=`` (``sslmode`` is understood only inside a DSN).
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(k == "sslmode" for k, _ in query):
+        return url
+    query = [("ssl", v) if k == "sslmode" else (k, v) for k, v in query if k != "ssl"]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
 def _with_query(url: str, name: str, value: str) -> str:

@@ -1,0 +1,43 @@
+"""Fixtures of the Postgres-only tests: a fresh store on the private test database, and raw SQL access."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from motia_state import StateManager
+from motia_state.adapters.postgres import PostgresAdapter
+from tests.conftest import make_postgres
+from tests.services import PG_URL
+
+
+@pytest.fixture
+async def pg(tmp_path: Path) -> AsyncIterator[StateManager]:
+    """An empty store on the test database (table truncated)."""
+    store = await make_postgres(tmp_path)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def adapter(pg: StateManager) -> PostgresAdapter:
+    """The adapter behind ``pg``."""
+    assert isinstance(pg.adapter, PostgresAdapter)
+    return pg.adapter
+
+
+@pytest.fixture
+async def sql() -> AsyncIterator[Any]:
+    """A plain asyncpg connection to the test database, for looking at the table as users do."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        yield conn
+    finally:
+        await conn.close()
