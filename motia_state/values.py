@@ -61,7 +61,12 @@ def _join(path: str, part: object) -> str:
     return f"{path}[{part!r}]"
 
 
-def _walk(value: Any, path: str) -> Any:
+# Deeper values are refused: encoding, copying and decoding recurse about twice per level, so a value
+# Python's recursion limit let through here could still fail later with a raw RecursionError.
+MAX_DEPTH = 256
+
+
+def _walk(value: Any, path: str, depth: int = 0) -> Any:
     """Return ``value`` in stored form (the same object when it is already plain JSON)."""
     t = type(value)
     if t is str:
@@ -76,6 +81,8 @@ def _walk(value: Any, path: str) -> Any:
         if not math.isfinite(value):
             raise _Invalid(path, f"{value!r} is not a finite number (JSON has no NaN or Infinity)")
         return value
+    if (t is dict or t is list or t is tuple) and depth >= MAX_DEPTH:
+        raise _Invalid(path, f"the value is nested more than {MAX_DEPTH} levels deep")
     if t is dict:
         out: dict[str, Any] | None = None
         for k, v in value.items():
@@ -83,14 +90,14 @@ def _walk(value: Any, path: str) -> Any:
                 raise _Invalid(path, f"dict key {k!r} is a {type(k).__name__}; only str keys are stored")
             if "\x00" in k or (not k.isascii() and _has_surrogate(k)):
                 raise _Invalid(path, f"dict key {k!r} contains U+0000 or a lone surrogate")
-            nv = _walk(v, _join(path, k))
+            nv = _walk(v, _join(path, k), depth + 1)
             if nv is not v and out is None:
                 out = dict(value)
             if out is not None:
                 out[k] = nv
         return value if out is None else out
     if t is list or t is tuple:
-        items = [_walk(v, _join(path, i)) for i, v in enumerate(value)]
+        items = [_walk(v, _join(path, i), depth + 1) for i, v in enumerate(value)]
         if t is list and all(a is b for a, b in zip(items, value, strict=True)):
             return value
         return items
