@@ -389,6 +389,7 @@ class SQLiteAdapter(StateAdapter):
         self._conn: sqlite3.Connection | None = None
         self._queue: list[_Job] = []
         self._busy = False
+        self._busy_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteAdapter({self.url!r})"
@@ -403,7 +404,9 @@ class SQLiteAdapter(StateAdapter):
         loop = asyncio.get_running_loop()
         try:
             self._conn = await loop.run_in_executor(executor, self._open)
-            if self.path is not None:
+            # Usual case, schema at head: one query on our own connection, no second engine.
+            behind = self.path is not None and self.migrate != "off"
+            if behind and not await loop.run_in_executor(executor, self._at_head):
                 from ..migrate import ensure_schema
 
                 await ensure_schema(self.url, self.migrate, connect_timeout=self.connect_timeout)
@@ -414,6 +417,18 @@ class SQLiteAdapter(StateAdapter):
             executor.shutdown(wait=False)
             raise
         self._executor = executor
+
+    def _at_head(self) -> bool:
+        """Worker thread: is the file's schema at the newest revision shipped with this package?"""
+        from ..migrate import head
+        from ..schema import VERSION_TABLE
+
+        assert self._conn is not None
+        try:
+            rows = self._conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
+        except sqlite3.OperationalError:
+            return False  # no version table yet
+        return rows == [(head(),)]
 
     def _open(self) -> sqlite3.Connection:
         """Runs in the worker thread, which then owns the connection."""
@@ -525,7 +540,9 @@ class SQLiteAdapter(StateAdapter):
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._queue.append((fn, args, kind, fut))
-        if not self._busy:
+        # A batch in flight on another (maybe closed) loop never calls back here: don't wait for it. Sending a
+        # second batch is always safe, the single worker thread runs them one after the other.
+        if not self._busy or self._busy_loop is not loop:
             self._dispatch(loop)
         return await fut
 
@@ -538,6 +555,7 @@ class SQLiteAdapter(StateAdapter):
                     fut.set_exception(StateBackendError("the store was closed", backend="sqlite", url=self.url))
             return
         self._busy = True
+        self._busy_loop = loop
         done = loop.run_in_executor(executor, self._run_batch, batch)
         done.add_done_callback(lambda f: self._finish(f, batch, loop))
 

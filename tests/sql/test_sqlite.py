@@ -346,3 +346,11 @@ async def test_readme_sqlite_recipes(tmp_path: Path) -> None:
     assert _rows(db, SQLITE_RECIPES["status"]) == [("o1", "paid"), ("o2", "open"), ("o3", "gone")]
     assert [r[:2] for r in _rows(db, SQLITE_RECIPES["live"])] == [("orders", "o1"), ("orders", "o2"), ("users", "u1")]
     assert _rows(db, SQLITE_RECIPES["per_scope"]) == [("orders", 2), ("users", 1)]
+
+
+def test_one_store_across_event_loops(tmp_path: Path) -> None:
+    # asyncio.run twice on one StateManager (scripts, CLIs): the worker thread is not tied to a loop.
+    state = StateManager.from_url(f"sqlite:///{tmp_path / 'loops.db'}")
+    asyncio.run(state.set("s", "k", 1))
+    assert asyncio.run(state.get("s", "k")) == 1
+    asyncio.run(state.close())
