@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +148,23 @@ def test_unreachable_backend_is_one_masked_line(cli: Any, scheme: str) -> None:
         assert "Sup3rS3cret" not in run.err + run.out
         assert f"127.0.0.1:{port}" in line
         assert "***" in line
+
+
+def test_file_adapter_config_warns_in_one_line_and_uses_sqlite(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "config.yml").write_text("state:\n  adapter: file\n")
+    run = cli("groups").ok()
+    assert run.out == ""
+    assert run.err.startswith("motia-state: warning: ") and len(run.err.splitlines()) == 1
+    assert "motia-state import .motia/motia.state.json" in run.err
+    assert (tmp_path / ".motia" / "motia.state.db").is_file()
+
+
+def test_example_script_runs_the_same_demo(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "booking.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOTIA_STATE_")}
+    env["MOTIA_STATE_URL"] = "memory://"
+    done = subprocess.run(
+        [sys.executable, str(example)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "booking.customer" in done.stdout and '"payment.status": "paid"' in done.stdout

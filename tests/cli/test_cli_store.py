@@ -73,6 +73,10 @@ async def test_store_from_config_yml_and_environment(acli: Any, tmp_path: Any) -
     (await acli("set", "s", "t", "true")).ok()
     left = await state.ttl("s", "t")
     assert left is not None and 0 < left <= 60
+    # import restores entries exactly: one that never expired does not get the default ttl
+    (tmp_path / "old.json").write_text('{"t:k": "1"}')
+    (await acli("import", "old.json")).ok()
+    assert await state.get("t", "k") == 1 and await state.ttl("t", "k") is None
     (tmp_path / "config.yml").unlink()
     assert (await acli("groups", env={"MOTIA_STATE_URL": url})).ok().out == "s\n"
     await state.close()
