@@ -78,5 +78,5 @@ async def test_store_from_config_yml_and_environment(acli: Any, tmp_path: Any) -
     (await acli("import", "old.json")).ok()
     assert await state.get("t", "k") == 1 and await state.ttl("t", "k") is None
     (tmp_path / "config.yml").unlink()
-    assert (await acli("groups", env={"MOTIA_STATE_URL": url})).ok().out == "s\n"
+    assert (await acli("groups", env={"MOTIA_STATE_URL": url})).ok().out == "s\nt\n"
     await state.close()
