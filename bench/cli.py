@@ -123,7 +123,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             for workload in workloads:
                 for c in concurrencies:
                     try:
-                        row = await _row(backend, workload, c, args.runs, args.seconds, args.slices)
+                        # A bound on the whole row: an adapter that hangs is reported, not waited for forever.
+                        limit = 60 + 10 * args.runs * args.seconds
+                        row = await asyncio.wait_for(
+                            _row(backend, workload, c, args.runs, args.seconds, args.slices), limit
+                        )
                     except Exception as exc:
                         msg = f"{name} {workload} c={c}: {type(exc).__name__}: {exc}"
                         print(msg, file=sys.stderr)

@@ -83,10 +83,12 @@ class RawRedis:
         return None if old is None else json.loads(old)
 
     async def update_inc(self, scope: str, key: str) -> Any:
+        # The adapter's optimistic compare-and-swap: GET, then the CAS script, which on a lost race
+        # answers with the current text (older script versions answered 0 and the text was read again).
         tag = _tag(scope)
         ekey = tag + ":" + key
+        text = await self.r.get(ekey)
         while True:
-            text = await self.r.get(ekey)
             value = {} if text is None else json.loads(text)
             value["count"] = value.get("count", 0) + 1
             new = _dumps(value)
@@ -94,11 +96,17 @@ class RawRedis:
                 pipe = self.r.pipeline(transaction=False)
                 pipe.evalsha(_CAS.sha, 2, ekey, tag, "0", "", new, key, "")
                 pipe.sadd(REGISTRY, scope)
-                written = (await pipe.execute())[0]
+                reply = (await pipe.execute())[0]
             else:
-                written = await self.r.evalsha(_CAS.sha, 2, ekey, tag, "1", text, new, key, "")
-            if written == 1:
+                reply = await self.r.evalsha(_CAS.sha, 2, ekey, tag, "1", text, new, key, "")
+            if isinstance(reply, list):
+                if reply[0] == 1:
+                    return value
+                text = reply[1] if len(reply) > 1 else None
+            elif reply == 1:
                 return value
+            else:
+                text = await self.r.get(ekey)
 
     async def list(self, scope: str) -> list[Any]:
         tag = _tag(scope)
