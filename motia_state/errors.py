@@ -70,6 +70,11 @@ _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]
 
 def mask_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if sep and at != -1 and ":" in rest[:at] and any(c in rest[:at] for c in "@/?#"):
+        # A password with an unencoded '@', '/', '?' or '#' defeats URL parsing: hide everything up to the last '@'.
+        return f"{scheme}://{rest[:at].split(':', 1)[0]}:***@{rest[at + 1 :]}"
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import quote
 
 import pytest
 
@@ -200,7 +201,7 @@ class PrivateRedis:
     def url(self, password: str | None = None, db: int = 0) -> str:
         """A URL for the server, with ``password`` (default: the server's own) in it."""
         pw = self.password if password is None else password
-        auth = f":{pw}@" if pw is not None else ""
+        auth = f":{quote(pw, safe='')}@" if pw is not None else ""
         return f"redis://{auth}127.0.0.1:{self.port}/{db}"
 
     def close(self) -> None:
