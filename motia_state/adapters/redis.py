@@ -339,7 +339,11 @@ class RedisAdapter(StateAdapter):
                 **options,
             )
         except (ValueError, TypeError) as exc:
-            raise StateConfigError(f"invalid Redis URL {mask_url(self._url)!r}: {exc}") from None
+            # The parser's message may quote pieces of a password that was not percent-encoded.
+            raise StateConfigError(
+                f"invalid Redis URL {mask_url(self._url)!r}: it does not parse ({type(exc).__name__}); check host,"
+                " port and db number, and percent-encode '@', ':' and '/' in the password"
+            ) from None
 
     def _error(self, exc: BaseException, action: str = "") -> StateBackendError:
         what = f" during {action}" if action else ""
