@@ -84,6 +84,8 @@ async def _row(
         "raw": raw,
         "raw_name": backend.raw.name,
         "ratio": ratio,
+        # Robust to stalls from other processes on a shared machine: raw p50 / motia-state p50.
+        "p50_ratio": raw["p50_us"] / motia["p50_us"] if motia["p50_us"] else float("nan"),
     }
 
 

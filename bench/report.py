@@ -40,7 +40,7 @@ def _num(x: float) -> str:
 
 
 # Fixed minimum widths, so that rows printed one by one as they finish line up with the header.
-_MIN_WIDTHS = [8, 12, 2, 9, 7, 7, 9, 7, 7, 5]
+_MIN_WIDTHS = [8, 12, 2, 9, 7, 7, 9, 7, 7, 5, 9]
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -57,7 +57,19 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-ROW_HEAD = ["adapter", "workload", "c", "ops/s", "p50 us", "p99 us", "raw ops/s", "raw p50", "raw p99", "ratio"]
+ROW_HEAD = [
+    "adapter",
+    "workload",
+    "c",
+    "ops/s",
+    "p50 us",
+    "p99 us",
+    "raw ops/s",
+    "raw p50",
+    "raw p99",
+    "ratio",
+    "p50 ratio",
+]
 
 
 def format_rows(rows: list[dict[str, Any]], header: bool = True) -> str:
@@ -74,6 +86,7 @@ def format_rows(rows: list[dict[str, Any]], header: bool = True) -> str:
             _num(r["raw"]["p50_us"]),
             _num(r["raw"]["p99_us"]),
             f"{r['ratio']:.2f}",
+            f"{r.get('p50_ratio', float('nan')):.2f}",
         ]
         for r in rows
     ]
@@ -224,15 +237,16 @@ def to_markdown(results: dict[str, Any]) -> str:
         "- drivers: " + ", ".join(f"{k} {v}" for k, v in m["drivers"].items() if v),
         f"- command: `{results['command']}` ({s['runs']} runs per row, median; {s['seconds_per_run']} s per run)",
         "",
-        "| adapter | workload | c | ops/s | p50 µs | p99 µs | raw | raw ops/s | raw p50 µs | raw p99 µs | ratio |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| adapter | workload | c | ops/s | p50 µs | p99 µs | raw | raw ops/s | raw p50 µs | raw p99 µs | ratio"
+        " | p50 ratio |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results["rows"]:
         out.append(
             f"| {r['adapter']} | {r['workload']} | {r['concurrency']} | {_num(r['motia']['ops_per_s'])}"
             f" | {_num(r['motia']['p50_us'])} | {_num(r['motia']['p99_us'])} | {r['raw_name']}"
             f" | {_num(r['raw']['ops_per_s'])} | {_num(r['raw']['p50_us'])} | {_num(r['raw']['p99_us'])}"
-            f" | **{r['ratio']:.2f}** |"
+            f" | **{r['ratio']:.2f}** | {r.get('p50_ratio', float('nan')):.2f} |"
         )
     if results["scale"]:
         out += [

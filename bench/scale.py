@@ -78,7 +78,25 @@ async def _time_scope_ops(state: Any, quick: bool) -> dict[str, float]:
     async def refill() -> None:
         await state.set_many(TARGET, values)
 
+    async def concurrent(op: str, per_task: int) -> float:
+        """Wall time per operation with 16 tasks at once (the adapters' batched paths), in µs."""
+
+        async def task(t: int) -> None:
+            for i in range(per_task):
+                k = keys[(t * 7 + i) % PER_SCOPE]
+                if op == "get":
+                    await state.get(TARGET, k)
+                else:
+                    await state.set(TARGET, k, values[k])
+
+        await asyncio.gather(*(task(t) for t in range(16)))  # warm: statements, plans
+        t0 = time.perf_counter()
+        await asyncio.gather(*(task(t) for t in range(16)))
+        return (time.perf_counter() - t0) * 1e6 / (16 * per_task)
+
     out = {
+        "get_c16": await concurrent("get", 5 if quick else 30),
+        "set_c16": await concurrent("set", 3 if quick else 15),
         "get": await _median_us(get, n, None),
         "keys": await _median_us(lambda: state.keys(TARGET), max(20, n // 5), None),
         "clear": await _median_us(lambda: state.clear(TARGET), 10 if quick else 30, refill),
