@@ -21,13 +21,16 @@ import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from .config import Settings, load_settings, settings_from_url
 from .errors import SchemaOutOfDateError, StateError, mask_secrets, mask_url
 from .manager import StateManager
+
+if TYPE_CHECKING:
+    from .transfer import TransferStats
 
 __all__ = ["cli", "main"]
 
@@ -451,6 +454,32 @@ def _store_settings(url: str, option: str) -> Settings:
         raise CLIFailure(f"{option}: {_describe(exc, url)}") from exc
 
 
+async def _connect(state: StateManager, option: str, url: str) -> None:
+    try:
+        await state.connect()
+    except StateError as exc:
+        raise CLIFailure(f"{option}: {_describe(exc, url)}") from exc
+
+
+async def _copy_with_progress(source: StateManager, dest: StateManager, batch_size: int) -> TransferStats:
+    from .transfer import copy_state
+
+    total = len(await source.list_groups())
+    copied = 0
+
+    def show(_: object) -> str:
+        return f"{copied} entries"
+
+    with click.progressbar(length=total, label="copying scopes", file=sys.stderr, item_show_func=show) as bar:
+
+        def advance(scope: str, count: int) -> None:
+            nonlocal copied
+            copied += count
+            bar.update(1)
+
+        return await copy_state(source, dest, batch_size=batch_size, on_scope=advance)
+
+
 @cli.command("copy", short_help="Copy a store into another (e.g. SQLite to Postgres) with TTLs.")
 @click.option("--from", "source", default=None, metavar="URL", help="Store to read (default: the configured store).")
 @click.option("--to", "dest", required=True, metavar="URL", help="Store to write into.")
@@ -465,7 +494,7 @@ def copy_command(ctx: click.Context, source: str | None, dest: str, batch_size: 
 
     \b
     Example:
-      motia-state copy --from sqlite:///.motia/motia.state.db --to postgresql://app:secret@db:5432/app
+      motia-state copy --from sqlite:///.motia/motia.state.db --to postgresql://app@db:5432/app
     """
     from .transfer import copy_state
 
@@ -474,39 +503,24 @@ def copy_command(ctx: click.Context, source: str | None, dest: str, batch_size: 
     if src.url == dst.url and src.kind != "memory":
         raise CLIFailure(f"--from and --to are the same store ({mask_url(dst.url)})")
 
-    async def work() -> Any:
-        async def run(source_state: StateManager) -> Any:
-            async def into(dest_state: StateManager) -> Any:
-                if not sys.stderr.isatty():
-                    return await copy_state(source_state, dest_state, batch_size=batch_size)
-                total = len(await source_state.list_groups())
-                copied = 0
-
-                def show(_: object) -> str:
-                    return f"{copied} entries"
-
-                with click.progressbar(
-                    length=total, label="copying scopes", file=sys.stderr, item_show_func=show
-                ) as bar:
-
-                    def advance(scope: str, count: int) -> None:
-                        nonlocal copied
-                        copied += count
-                        bar.update(1)
-
-                    return await copy_state(source_state, dest_state, batch_size=batch_size, on_scope=advance)
-
-            try:
-                return await _with_store(dst, into)
-            except StateError as exc:
-                raise CLIFailure(f"--to: {_describe(exc, dst.url)}") from exc
-
+    async def work() -> TransferStats:
+        source_state, dest_state = src.build(StateManager), dst.build(StateManager)
         try:
-            return await _with_store(src, run)
-        except StateError as exc:
-            raise CLIFailure(f"--from: {_describe(exc, src.url)}") from exc
+            # Connect both first, so that a failure names the side it comes from.
+            await _connect(source_state, "--from", src.url)
+            await _connect(dest_state, "--to", dst.url)
+            if not sys.stderr.isatty():
+                return await copy_state(source_state, dest_state, batch_size=batch_size)
+            return await _copy_with_progress(source_state, dest_state, batch_size)
+        finally:
+            for state in (source_state, dest_state):
+                with contextlib.suppress(Exception):
+                    await state.close()
 
-    stats = asyncio.run(work())
+    try:
+        stats = asyncio.run(work())
+    except StateError as exc:
+        raise CLIFailure(mask_secrets(_describe(exc, src.url), dst.url)) from exc
     _echo_json({"from": mask_url(src.url), "to": mask_url(dst.url), **stats.as_dict()})
 
 

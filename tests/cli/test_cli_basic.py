@@ -48,7 +48,7 @@ def test_every_command_has_help_with_an_example(cli: Any, command: str) -> None:
     run = cli(command, "--help").ok()
     assert f"Usage: motia-state {command}" in run.out
     assert "Example" in run.out
-    assert f"motia-state {command}" in run.out.split("Example", 1)[1] or command == "demo"
+    assert f"motia-state {command}" in run.out.split("Example", 1)[1]
     assert run.err == ""
 
 
@@ -138,14 +138,17 @@ def test_config_errors(cli: Any, tmp_path: Path) -> None:
 def test_unreachable_backend_is_one_masked_line(cli: Any, scheme: str) -> None:
     port = _spare_port()
     url = f"{scheme}://admin:Sup3rS3cret@127.0.0.1:{port}/" + ("motia" if scheme == "postgresql" else "0")
-    for args in (
-        ["--url", url, "list"],
-        ["--url", url, "set", "s", "k", "1"],
-        ["copy", "--from", url, "--to", "memory://"],
-    ):
+    runs = [
+        ("", ["--url", url, "list"]),
+        ("", ["set", "s", "k", "1"]),  # the store from MOTIA_STATE_URL
+        ("--from: ", ["copy", "--from", url, "--to", "memory://"]),
+        ("--to: ", ["copy", "--from", "memory://", "--to", url]),
+    ]
+    for prefix, args in runs:
         run = cli(*args, env={"MOTIA_STATE_URL": url})
         line = run.failed_cleanly()
         assert "Sup3rS3cret" not in run.err + run.out
+        assert line.startswith(f"motia-state: error: {prefix}"), line
         assert f"127.0.0.1:{port}" in line
         assert "***" in line
 
