@@ -145,6 +145,12 @@ _WRITE_LOCKED_EXPIRED: Final = (
 )
 
 _OPTIMISTIC_TRIES: Final = 1
+# Plan each prepared statement once: the batched statements take arrays, for which Postgres would
+# otherwise re-plan every execution (a custom plan per array), costing more than running them.
+_SESSION: Final = {"plan_cache_mode": "force_generic_plan"}
+# Statements of one kind (get, set) in flight before further calls queue for a batch. Two: one batch
+# travels while the next gathers and the previous one's results are handed out.
+_IN_FLIGHT = 2
 _CONTENDED_FOR: Final = 1.0  # seconds of going straight to the locking update after a lost race
 _MAX_RETRIES: Final = 50
 
@@ -446,9 +452,10 @@ class PostgresAdapter(StateAdapter):
         self._pool: Any = None
         self._connect_lock: asyncio.Lock | None = None
         self._contended_until = 0.0
-        # Two batches in flight: one travels while the next is being gathered and the previous decoded.
-        self._gets: _Batcher[tuple[str, str], Any] = _Batcher(self._get_one, self._get_batch, 2)
-        self._sets: _Batcher[tuple[str, str, str, float | None], Any] = _Batcher(self._set_one, self._set_batch, 2)
+        self._gets: _Batcher[tuple[str, str], Any] = _Batcher(self._get_one, self._get_batch, _IN_FLIGHT)
+        self._sets: _Batcher[tuple[str, str, str, float | None], Any] = _Batcher(
+            self._set_one, self._set_batch, _IN_FLIGHT
+        )
 
     def __repr__(self) -> str:
         return f"PostgresAdapter({mask_url(self._url)!r}, pool_size={self._pool_size})"
@@ -480,6 +487,7 @@ class PostgresAdapter(StateAdapter):
                         timeout=self._connect_timeout,
                         command_timeout=self._command_timeout,
                         reset=_keep_session,
+                        server_settings=_SESSION,
                     )
             except _DRIVER_ERRORS as exc:
                 raise self._error(exc) from exc
@@ -581,10 +589,11 @@ class PostgresAdapter(StateAdapter):
             # Another writer created the key after this statement's snapshot: nothing was written.
         raise self._error(RuntimeError(f"set of scope {arg[0]!r} key {arg[1]!r} kept racing with other writers"))
 
-    async def _set_batch(self, args: list[tuple[str, str, str, float | None]]) -> list[Any]:
+    async def _set_batch(self, args: list[tuple[str, str, str, float | None]]) -> list[Any | BaseException]:
+        """Each caller's old value, or the error of its own write; a failure never hides a write that happened."""
         # A key may appear twice in one batch: rounds of distinct keys, in call order, so the later
         # write wins and each caller gets the value its write replaced.
-        results: list[Any] = [None] * len(args)
+        results: list[Any | BaseException] = [None] * len(args)
         rounds: list[list[int]] = []
         seen: dict[tuple[str, str], int] = {}
         for i, (scope, key, _, _) in enumerate(args):
@@ -593,38 +602,49 @@ class PostgresAdapter(StateAdapter):
             if n == len(rounds):
                 rounds.append([])
             rounds[n].append(i)
-        for members in rounds:
-            try:
-                await self._set_round(args, members, results)
-            except StateBackendError as exc:
-                if not isinstance(exc.__cause__, asyncpg.PostgresError) or len(members) == 1:
-                    raise
+        for r, members in enumerate(rounds):
+            todo, error = await self._set_round(args, members, results)
+            if error is None:
+                continue
+            if isinstance(error.__cause__, asyncpg.PostgresError):
                 # A statement error (not a lost connection): give every caller its own outcome.
-                for i in members:
+                if len(todo) == 1:
+                    results[todo[0]] = error
+                    continue
+                for i in todo:
                     try:
                         results[i] = await self._set_one(args[i])
                     except StateBackendError as single_exc:
                         results[i] = single_exc
+                continue
+            # Lost connection: the unwritten calls of this round and of every later round fail alike.
+            for i in [*todo, *(i for later in rounds[r + 1 :] for i in later)]:
+                results[i] = _copy_error(error)
+            break
         return results
 
     async def _set_round(
-        self, args: list[tuple[str, str, str, float | None]], members: list[int], results: list[Any]
-    ) -> None:
+        self, args: list[tuple[str, str, str, float | None]], members: list[int], results: list[Any | BaseException]
+    ) -> tuple[list[int], StateBackendError | None]:
+        """Write ``members`` (distinct keys); on failure, return the unwritten indices and the error."""
         todo = {(args[i][0], args[i][1]): i for i in members}
         for _ in range(_MAX_RETRIES):
             batch = [args[i] for i in todo.values()]
-            rows = await self._run(
-                "fetch",
-                _SET_BATCH,
-                ([a[0] for a in batch], [a[1] for a in batch], [a[2] for a in batch], [a[3] for a in batch]),
-                read=False,
-            )
+            try:
+                rows = await self._run(
+                    "fetch",
+                    _SET_BATCH,
+                    ([a[0] for a in batch], [a[1] for a in batch], [a[2] for a in batch], [a[3] for a in batch]),
+                    read=False,
+                )
+            except StateBackendError as exc:
+                return list(todo.values()), exc
             for scope, key, old, written in rows:
                 if written:
                     results[todo.pop((scope, key))] = None if old is None else decode(old)
             if not todo:
-                return
-        raise self._error(RuntimeError("a batched set kept racing with other writers"))
+                return [], None
+        return list(todo.values()), self._error(RuntimeError("a batched set kept racing with other writers"))
 
     async def delete(self, scope: str, key: str) -> None:
         await self.delete_entry(scope, key)
