@@ -179,6 +179,11 @@ _DRIVER_ERRORS: Final = (
 )
 
 
+def _connection_lost(exc: BaseException) -> bool:
+    # TimeoutError is an OSError, but a slow statement (command_timeout) says nothing about the connection.
+    return isinstance(exc, _CONNECTION_LOST) and not isinstance(exc, TimeoutError)
+
+
 def _not_sent(exc: BaseException) -> bool:
     if isinstance(exc, _NOT_SENT):
         return True
@@ -541,7 +546,7 @@ class PostgresAdapter(StateAdapter):
     async def _after_failure(self, exc: BaseException) -> None:
         # One lost connection usually means the server restarted: every pooled connection is dead, so
         # replace them all at their next acquire instead of failing once per stale connection.
-        if isinstance(exc, _CONNECTION_LOST) and self._pool is not None:
+        if _connection_lost(exc) and self._pool is not None:
             await self._pool.expire_connections()
 
     @staticmethod
@@ -551,7 +556,7 @@ class PostgresAdapter(StateAdapter):
         if attempt > 1:
             return False
         if read:
-            return isinstance(exc, _CONNECTION_LOST)
+            return _connection_lost(exc)
         return _not_sent(exc)
 
     # --- single entries -------------------------------------------------------------------------------

@@ -178,3 +178,37 @@ async def _slow_write(pg: StateManager) -> None:
     adapter = pg.adapter
     assert isinstance(adapter, PostgresAdapter)
     await adapter._run("execute", "SELECT pg_sleep(5)", (), read=False)
+
+
+async def test_command_timeout_turns_a_blocked_write_into_a_backend_error(pg: StateManager, sql: Any) -> None:
+    await pg.set("s", "k", 1)
+    store = StateManager.from_url(PG_URL, command_timeout=0.3, migrate="off")
+    try:
+        async with sql.transaction():
+            # Another session holds the row lock: the write waits until the command timeout.
+            await sql.execute("SELECT 1 FROM motia_state WHERE scope = 's' AND key = 'k' FOR UPDATE")
+            with pytest.raises(StateBackendError, match="timeout"):
+                await store.set("s", "k", 2)
+            assert await store.get("s", "k") == 1  # readers are never blocked by the lock
+        assert (await store.set("s", "k", 3)).old_value == 1
+    finally:
+        await store.close()
+
+
+def test_driver_errors_are_translated_with_advice_and_no_password() -> None:
+    import asyncpg
+
+    adapter = PostgresAdapter(f"postgresql://app:{SECRET}@db.example:5432/prod")
+    cases: list[tuple[Exception, str]] = [
+        (asyncpg.InvalidPasswordError('password authentication failed for user "app"'), "check the user and password"),
+        (asyncpg.InvalidCatalogNameError('database "prod" does not exist'), "CREATE DATABASE"),
+        (asyncpg.UndefinedTableError('relation "motia_state" does not exist'), "motia-state migrate"),
+        (ConnectionRefusedError(111, "Connection refused"), "check that Postgres is running"),
+        (TimeoutError(), "timeout"),
+    ]
+    for exc, advice in cases:
+        err = adapter.translate_error(exc)
+        assert isinstance(err, StateBackendError), exc
+        assert advice in str(err) and SECRET not in str(err) and "app:***@db.example:5432/prod" in str(err)
+        assert err.__cause__ is exc
+    assert adapter.translate_error(KeyError("not a driver error")) is None
