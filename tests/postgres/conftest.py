@@ -34,7 +34,7 @@ def adapter(pg: StateManager) -> PostgresAdapter:
 @pytest.fixture
 async def sql() -> AsyncIterator[Any]:
     """A plain asyncpg connection to the test database, for looking at the table as users do."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     conn = await asyncpg.connect(PG_URL)
     try:

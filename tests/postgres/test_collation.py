@@ -19,7 +19,7 @@ NAMES = ["b", "B", "a", "A", "é", "e", "z", "_", "ä", "a b", "ab", "Z", "😀"
 @pytest.fixture
 async def icu_store() -> AsyncIterator[StateManager]:
     """A store on a database whose default collation is ICU en-US (where 'a' < 'B')."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     admin = await asyncpg.connect(PG_ADMIN_URL)
     try:

@@ -196,7 +196,7 @@ async def test_command_timeout_turns_a_blocked_write_into_a_backend_error(pg: St
 
 
 def test_driver_errors_are_translated_with_advice_and_no_password() -> None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     adapter = PostgresAdapter(f"postgresql://app:{SECRET}@db.example:5432/prod")
     cases: list[tuple[Exception, str]] = [
