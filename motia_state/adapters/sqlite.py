@@ -648,7 +648,22 @@ class SQLiteAdapter(StateAdapter):
             self._dispatch(loop)
 
     def _run_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
-        """Worker thread: run the batch in one write transaction (opened only if something writes)."""
+        """Worker thread: run the batch; a job with its own transactions (cleanup) runs between two segments."""
+        if len(batch) == 1 or all(job[2] != _OWN for job in batch):
+            return self._run_segment(batch)
+        results: list[tuple[bool, Any]] = []
+        segment: list[_Job] = []
+        for job in batch:
+            if job[2] == _OWN:
+                results += self._run_segment(segment) if segment else []
+                results += self._run_segment([job])
+                segment = []
+            else:
+                segment.append(job)
+        return results + (self._run_segment(segment) if segment else [])
+
+    def _run_segment(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """Run ``batch`` in one write transaction (opened only if something writes)."""
         conn = self._conn
         if conn is None:
             err = StateBackendError("the store was closed", backend="sqlite", url=self.url)
@@ -659,8 +674,6 @@ class SQLiteAdapter(StateAdapter):
             for fn, args, kind, _ in batch:
                 if kind == _WRITE and not conn.in_transaction:
                     conn.execute("BEGIN IMMEDIATE")
-                elif kind == _OWN and conn.in_transaction:
-                    conn.execute("COMMIT")
                 try:
                     results.append((True, fn(conn, now, *args)))
                 except (sqlite3.Error, StateBackendError):
@@ -671,10 +684,13 @@ class SQLiteAdapter(StateAdapter):
                 conn.execute("COMMIT")
         except (sqlite3.Error, StateBackendError) as exc:
             _rollback(conn)
-            if len(batch) > 1:
+            busy = isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+            if len(batch) > 1 and not busy:
                 # Re-run one by one so that only the operation that fails reports the error.
-                return [self._run_batch([job])[0] for job in batch]
-            return [(False, self._wrap(exc) if isinstance(exc, sqlite3.Error) else exc)]
+                return [self._run_segment([job])[0] for job in batch]
+            # Busy after busy_timeout: every operation of the batch waited for the same lock; retrying them one
+            # by one would only multiply the wait.
+            return [(False, self._wrap(exc) if isinstance(exc, sqlite3.Error) else exc)] * len(batch)
         return results
 
     # --- the hooks -------------------------------------------------------------------------------------

@@ -354,3 +354,36 @@ def test_one_store_across_event_loops(tmp_path: Path) -> None:
     asyncio.run(state.set("s", "k", 1))
     assert asyncio.run(state.get("s", "k")) == 1
     asyncio.run(state.close())
+
+
+async def test_cleanup_inside_a_batch_of_writes(sqlite_url: str) -> None:
+    state = StateManager.from_url(sqlite_url)
+    try:
+        await state.set("s", "gone", 1, ttl=0.01)
+        await asyncio.sleep(0.05)
+        results = await asyncio.gather(
+            state.set("s", "a", 1), state.cleanup(), state.set("s", "a", 2), state.get("s", "a")
+        )
+        assert results[0].old_value is None and results[1] == 1
+        assert results[2].old_value == 1 and results[3] == 2
+    finally:
+        await state.close()
+
+
+async def test_write_lock_held_elsewhere_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "locked.db"
+    state = StateManager.from_url(f"sqlite:///{db}", busy_timeout=0.2)
+    await state.set("s", "k", 0)
+    other = sqlite3.connect(db, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        results = await asyncio.gather(*(state.set("s", f"k{i}", i) for i in range(5)), return_exceptions=True)
+        assert all(isinstance(r, StateBackendError) for r in results), results
+        assert "busy_timeout" in str(results[0])
+        assert await state.get("s", "k") == 0  # reads still work under WAL
+        other.execute("ROLLBACK")
+        await state.set("s", "k", 1)
+        assert await state.get("s", "k") == 1
+    finally:
+        other.close()
+        await state.close()
