@@ -603,6 +603,7 @@ class SQLiteAdapter(StateAdapter):
         # more batches is always safe, the single worker thread runs them one after the other.
         if self._flight_loop is not loop:
             self._in_flight = 0
+            self._flush_pending = False
             self._flight_loop = loop
         if not self._flush_pending and self._in_flight < _MAX_IN_FLIGHT:
             self._dispatch(loop)
