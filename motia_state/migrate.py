@@ -135,6 +135,8 @@ def _wrap(exc: BaseException, url: str, doing: str) -> StateBackendError:
     hint = ""
     if backend == "sqlite" and ("unable to open" in reason or "readonly" in reason):
         hint = "; check that the folder of the database file exists and is writable by this process"
+    elif backend == "postgres" and "does not exist" in reason and "database" in reason:
+        hint = "; create that database first (CREATE DATABASE ...), motia-state only creates its table"
     elif backend == "postgres" and isinstance(exc, (OSError, TimeoutError)):
         hint = "; check that the Postgres server is running and reachable, and the URL's host/port"
     return StateBackendError(f"{doing} failed: {type(exc).__name__}: {reason}{hint}", backend=backend, url=url)
