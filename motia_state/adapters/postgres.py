@@ -693,7 +693,7 @@ class PostgresAdapter(StateAdapter):
             ok = await self._run("fetchval", _CAS_LIVE, (scope, key, text, row[2]), read=False)
         else:
             ok = await self._run("fetchval", _CAS_EXPIRED, (scope, key, text, row[2], ttl_if_new), read=False)
-        return None if ok is None else (old, decode(text))
+        return None if ok is None else (old, new)
 
     async def _update_locked(
         self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
@@ -719,7 +719,7 @@ class PostgresAdapter(StateAdapter):
         except _DRIVER_ERRORS as exc:
             await self._after_failure(exc)
             raise self._error(exc) from exc
-        return old, decode(text)
+        return old, new
 
     async def ttl(self, scope: str, key: str) -> float | None:
         row = await self._run("fetchrow", _TTL, (scope, key), read=True)
