@@ -108,7 +108,9 @@ async def make_backend(name: str, *, db_suffix: str = "") -> Backend:
         if POOL_SIZE:
             options["pool_size"] = POOL_SIZE
         motia = MotiaSubject(name, url, **options)
-        return Backend(name, motia, RawPostgres(url, _pool_size(motia)), url)
+        default_pool = os.environ.get("MOTIA_STATE_BENCH_PG_DEFAULT_POOL", "") not in ("", "0")
+        raw = RawPostgres(url, _pool_size(motia), same_pool_settings=not default_pool)
+        return Backend(name, motia, raw, url)
     if name == "redis":
         from bench.raw_redis import RawRedis
 

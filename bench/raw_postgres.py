@@ -2,8 +2,10 @@
 
 The statements are imported from ``motia_state.adapters.postgres`` so the baseline sends exactly the text
 the adapter sends (expiry filter included); asyncpg prepares and caches each per connection, as it does for
-the adapter. The pool is the adapter's size. What is left out is the motia-state layer: validation, the
-batching of concurrent calls, retries, error translation.
+the adapter. The pool is the adapter's size, with the adapter's pool settings (set
+MOTIA_STATE_BENCH_PG_DEFAULT_POOL=1 for asyncpg's defaults, whose reset on release costs a round trip).
+What is left out is the motia-state layer: validation, the batching of concurrent calls, retries, error
+translation.
 """
 
 from __future__ import annotations
@@ -30,13 +32,26 @@ class RawPostgres:
     kind = "raw"
     name = "asyncpg"
 
-    def __init__(self, url: str, pool_size: int) -> None:
+    def __init__(self, url: str, pool_size: int, *, same_pool_settings: bool = True) -> None:
         self.url = url
         self.pool_size = pool_size
+        self.same_pool_settings = same_pool_settings
+        if not same_pool_settings:
+            self.name = "asyncpg (default pool)"
         self.pool: Any = None
 
     async def open(self) -> None:
-        self.pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+        options: dict[str, Any] = {}
+        if self.same_pool_settings:
+            # The adapter's pool settings (a no-op reset on release instead of asyncpg's RESET ALL round
+            # trip, its server settings): the ratio then measures the layer, not a pool configuration.
+            reset = getattr(pg, "_keep_session", None)
+            if reset is not None:
+                options["reset"] = reset
+            session = getattr(pg, "_SESSION", None)
+            if session:
+                options["server_settings"] = dict(session)
+        self.pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size, **options)
 
     async def close(self) -> None:
         if self.pool is not None:
