@@ -15,7 +15,7 @@ from tests.services import IN_CI, PG_ADMIN_URL, PG_TEST_DB, PG_URL, REDIS_URL, r
 StoreFactory = Callable[..., Awaitable[StateManager]]
 
 
-async def _ensure_pg_database() -> None:
+async def ensure_pg_database() -> None:
     import asyncpg
 
     conn = await asyncpg.connect(PG_ADMIN_URL)
@@ -38,7 +38,7 @@ async def make_sqlite(tmp_path: Path, **options: Any) -> StateManager:
 
 async def make_postgres(tmp_path: Path, **options: Any) -> StateManager:
     require("postgres")
-    await _ensure_pg_database()
+    await ensure_pg_database()
     state = StateManager.from_url(PG_URL, **options)
     await state.connect()
     import asyncpg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -9,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from motia_state.migrate import head
+from tests.conftest import ensure_pg_database
 from tests.services import PG_URL, require
 
 
@@ -38,6 +40,7 @@ def test_sqlite_offline_sql_for_a_dba(cli: Any, tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgres_check_and_sql_without_password(cli: Any) -> None:
     require("postgres")
+    asyncio.run(ensure_pg_database())  # this test may run before any fixture has created the database
     cli("--url", PG_URL, "migrate").ok()
     assert "up to date" in cli("--url", PG_URL, "migrate", "--check").ok().err
     parts = urlsplit(PG_URL)
