@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]
 
 from ..adapter import Entry, StateAdapter, StateItem
-from ..errors import StateBackendError, StateConfigError, StateError, mask_url
+from ..errors import StateBackendError, StateConfigError, StateError, mask_secrets, mask_url
 from ..ops import Filter
 from ..schema import TABLE_NAME
 from ..values import decode, encode
@@ -426,6 +426,19 @@ def _dsn(url: str, sslmode: str | None) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
+def _check_location(url: str) -> None:
+    """Refuse a URL whose host or port cannot be read, without echoing any part of it but the masked form."""
+    try:
+        parts = urlsplit(url)
+        if "," not in parts.netloc:  # asyncpg also takes several hosts: host1:5432,host2:5432
+            _ = parts.hostname, parts.port
+    except ValueError:
+        raise StateConfigError(
+            f"{mask_url(url)!r} is not a valid Postgres URL: its host or port cannot be read. Characters such as"
+            " @ : / % in the user or password must be percent-encoded (urllib.parse.quote(password, safe=''))"
+        ) from None
+
+
 _SSLMODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -449,6 +462,7 @@ class PostgresAdapter(StateAdapter):
         if type(pool_size) is not int or pool_size < 1:
             raise StateConfigError(f"pool_size must be an int >= 1, got {pool_size!r}")
         self._dsn = _dsn(url, sslmode)
+        _check_location(url)
         self._url = url if sslmode is None else _with_query(url, "sslmode", sslmode)
         self._migration_url = _sqlalchemy_ssl(self._url)
         self._migrate = migrate
@@ -498,7 +512,7 @@ class PostgresAdapter(StateAdapter):
             except _DRIVER_ERRORS as exc:
                 raise self._error(exc) from exc
             except ValueError as exc:  # asyncpg rejects a malformed DSN or option value
-                raise StateConfigError(f"{mask_url(self._url)!r}: {exc}") from None
+                raise StateConfigError(f"{mask_url(self._url)!r}: {mask_secrets(str(exc), self._url)}") from None
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -212,3 +212,11 @@ def test_driver_errors_are_translated_with_advice_and_no_password() -> None:
         assert advice in str(err) and SECRET not in str(err) and "app:***@db.example:5432/prod" in str(err)
         assert err.__cause__ is exc
     assert adapter.translate_error(KeyError("not a driver error")) is None
+
+
+def test_malformed_url_is_a_config_error_that_shows_no_part_of_the_password() -> None:
+    with pytest.raises(StateConfigError, match="percent-encoded") as info:
+        PostgresAdapter("postgresql://app:p@ss:w/rd@db.example:5432/prod")
+    assert "ss:w" not in str(info.value) and "w/rd" not in str(info.value)
+    # Several hosts (asyncpg failover) are a valid location.
+    PostgresAdapter("postgresql://app@db1.example:5432,db2.example:5432/prod")
