@@ -174,13 +174,7 @@ def test_config_errors_hide_the_password(password: str) -> None:
     [
         "redis://:p@ss:w/rd@127.0.0.1:6379/0",
         "redis://user:p@ss:w/rd@127.0.0.1:6379/0",
-        pytest.param(
-            "postgresql://postgres:p@ss:w/rd@127.0.0.1:5432/db",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: migrate._engine lets SQLAlchemy's raw ValueError (URL parse) escape StateManager",
-            ),
-        ),
+        "postgresql://postgres:p@ss:w/rd@127.0.0.1:5432/db",
         "rediss://:p@ss:w/rd@127.0.0.1:6379/0",
     ],
 )
