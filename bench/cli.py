@@ -38,6 +38,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-rows", type=int, default=None, help="rows in the scale table (default 1,000,000)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for latest.json and ratios.png")
     p.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
+    p.add_argument(
+        "--update-doc",
+        type=Path,
+        nargs="?",
+        const=Path(__file__).parent.parent / "BENCHMARKS.md",
+        default=None,
+        help="also put the tables into BENCHMARKS.md (between its results markers)",
+    )
     args = p.parse_args(argv)
     if args.seconds is None:
         args.seconds = 0.3 if args.quick else 1.0
@@ -159,6 +167,20 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+BEGIN_MARK = "<!-- bench:results:begin -->"
+END_MARK = "<!-- bench:results:end -->"
+
+
+def _update_doc(path: Path, tables: str) -> None:
+    """Replace what lies between the results markers of ``path`` with ``tables``."""
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(BEGIN_MARK), text.find(END_MARK)
+    if start < 0 or end < start:
+        raise SystemExit(f"{path}: no {BEGIN_MARK} ... {END_MARK} section to update")
+    text = text[: start + len(BEGIN_MARK)] + "\n" + tables + text[end:]
+    path.write_text(text, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     t0 = time.monotonic()
@@ -176,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     out_md = args.out / "latest.md"
     out_md.write_text(to_markdown(results), encoding="utf-8")
     print(f"\nresults: {out_json} (and {out_md.name}, the tables in Markdown)")
+    if args.update_doc is not None:
+        _update_doc(args.update_doc, out_md.read_text(encoding="utf-8"))
+        print(f"updated: {args.update_doc}")
     if not args.no_chart and results["rows"]:
         chart = write_chart(results["rows"], args.out / "ratios.png")
         print(f"chart:   {chart}")
