@@ -472,6 +472,10 @@ class PostgresAdapter(StateAdapter):
         self._pool: Any = None
         self._connect_lock: asyncio.Lock | None = None
         self._contended_until = 0.0
+        self._new_batchers()
+
+    def _new_batchers(self) -> None:
+        # Fresh with every pool: a pool (and its batches) belongs to one event loop.
         self._gets: _Batcher[tuple[str, str], Any] = _Batcher(self._get_one, self._get_batch, _IN_FLIGHT)
         self._sets: _Batcher[tuple[str, str, str, float | None], Any] = _Batcher(
             self._set_one, self._set_batch, _IN_FLIGHT
@@ -509,6 +513,7 @@ class PostgresAdapter(StateAdapter):
                         reset=_keep_session,
                         server_settings=_SESSION,
                     )
+                    self._new_batchers()
             except _DRIVER_ERRORS as exc:
                 raise self._error(exc) from exc
             except ValueError as exc:  # asyncpg rejects a malformed DSN or option value
