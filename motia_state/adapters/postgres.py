@@ -242,7 +242,7 @@ class _Batcher(Generic[A, R]):
         self.pending: list[tuple[A, asyncio.Future[R]]] | None = None
         self.waiter: asyncio.Future[None] | None = None
 
-    def _release(self) -> None:
+    def release(self) -> None:
         self.in_flight -= 1
         waiter = self.waiter
         if waiter is not None:
@@ -256,7 +256,7 @@ class _Batcher(Generic[A, R]):
             try:
                 return await self._single(arg)
             finally:
-                self._release()
+                self.release()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         if self.pending is None:
@@ -300,7 +300,7 @@ class _Batcher(Generic[A, R]):
                 else:
                     fut.set_result(result)
         finally:
-            self._release()
+            self.release()
 
     async def drain(self) -> None:
         """Wait for batches already started (used by close())."""
@@ -582,7 +582,22 @@ class PostgresAdapter(StateAdapter):
     # --- single entries -------------------------------------------------------------------------------
 
     async def get(self, scope: str, key: str) -> Any:
-        return await self._gets((scope, key))
+        gets, pool = self._gets, self._pool
+        if pool is None or gets.pending is not None or gets.in_flight >= _IN_FLIGHT:
+            return await gets((scope, key))
+        # The direct path of _Batcher.__call__, inlined: at concurrency 1 every call takes it, and each
+        # coroutine layer saved is a measurable share of a ~100 µs round trip.
+        gets.in_flight += 1
+        try:
+            text = await pool.fetchval(_GET, scope, key)
+        except _DRIVER_ERRORS as exc:
+            await self._after_failure(exc)
+            if not self._retryable(exc, True, 1):
+                raise self._error(exc) from exc
+            text = await self._run("fetchval", _GET, (scope, key), read=True)
+        finally:
+            gets.release()
+        return None if text is None else decode(text)
 
     async def _get_one(self, arg: tuple[str, str]) -> Any:
         text = await self._run("fetchval", _GET, arg, read=True)
@@ -603,7 +618,15 @@ class PostgresAdapter(StateAdapter):
         await self.set_entry(scope, key, value, None)
 
     async def set_entry(self, scope: str, key: str, value: Any, ttl: float | None) -> Any:
-        return await self._sets((scope, key, encode(value), ttl))
+        sets = self._sets
+        arg = (scope, key, encode(value), ttl)
+        if self._pool is None or sets.pending is not None or sets.in_flight >= _IN_FLIGHT:
+            return await sets(arg)
+        sets.in_flight += 1  # the direct path of _Batcher.__call__, inlined (see get)
+        try:
+            return await self._set_one(arg)
+        finally:
+            sets.release()
 
     async def _set_one(self, arg: tuple[str, str, str, float | None]) -> Any:
         for _ in range(_MAX_RETRIES):
