@@ -523,10 +523,13 @@ class PostgresAdapter(StateAdapter):
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        await self._gets.drain()
-        await self._sets.drain()
         try:
-            await asyncio.wait_for(pool.close(), timeout=self._connect_timeout)
+            # Batches already started finish (their callers get answers), then connections close
+            # gracefully; anything still stuck after the timeout (a statement waiting on a lock) is cut.
+            async with asyncio.timeout(self._connect_timeout):
+                await self._gets.drain()
+                await self._sets.drain()
+                await pool.close()
         except (TimeoutError, *_DRIVER_ERRORS):
             pool.terminate()
 
