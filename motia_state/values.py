@@ -6,6 +6,7 @@ import collections.abc as cabc
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from decimal import Decimal
@@ -52,9 +53,15 @@ def check_ttl(ttl: object, scope: str | None = None, key: str | None = None) -> 
 
 
 class _Invalid(Exception):
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
+    """A fault inside a value; ``parts`` collects the path from the fault outwards while unwinding."""
+
+    def __init__(self, reason: str) -> None:
         self.reason = reason
+        self.parts: list[object] = []
+
+    @property
+    def path(self) -> str:
+        return "value" + "".join(f"[{p!r}]" for p in reversed(self.parts))
 
 
 def _join(path: str, part: object) -> str:
@@ -66,55 +73,86 @@ def _join(path: str, part: object) -> str:
 MAX_DEPTH = 256
 
 
-def _walk(value: Any, path: str, depth: int = 0) -> Any:
-    """Return ``value`` in stored form (the same object when it is already plain JSON)."""
+def _check_str(text: str, what: str = "the string") -> None:
+    if "\x00" in text:
+        raise _Invalid(f"{what} contains U+0000, which no backend can store")
+    if not text.isascii() and _has_surrogate(text):
+        raise _Invalid(f"{what} contains a lone surrogate, which is not valid Unicode")
+
+
+def _walk(value: Any, depth: int = 0) -> Any:
+    """Return ``value`` in stored form (the same object when it is already plain JSON).
+
+    Hot path of every write: scalars inside containers are checked inline, and the path of a fault is
+    only built while the exception unwinds.
+    """
     t = type(value)
     if t is str:
-        if "\x00" in value:
-            raise _Invalid(path, "the string contains U+0000, which no backend can store")
-        if not value.isascii() and _has_surrogate(value):
-            raise _Invalid(path, "the string contains a lone surrogate, which is not valid Unicode")
+        _check_str(value)
         return value
     if t is int or t is bool or value is None:
         return value
     if t is float:
         if not math.isfinite(value):
-            raise _Invalid(path, f"{value!r} is not a finite number (JSON has no NaN or Infinity)")
+            raise _Invalid(f"{value!r} is not a finite number (JSON has no NaN or Infinity)")
         return value
     if (t is dict or t is list or t is tuple) and depth >= MAX_DEPTH:
-        raise _Invalid(path, f"the value is nested more than {MAX_DEPTH} levels deep")
+        raise _Invalid(f"the value is nested more than {MAX_DEPTH} levels deep")
     if t is dict:
         out: dict[str, Any] | None = None
         for k, v in value.items():
             if type(k) is not str:
-                raise _Invalid(path, f"dict key {k!r} is a {type(k).__name__}; only str keys are stored")
-            if "\x00" in k or (not k.isascii() and _has_surrogate(k)):
-                raise _Invalid(path, f"dict key {k!r} contains U+0000 or a lone surrogate")
-            nv = _walk(v, _join(path, k), depth + 1)
+                raise _Invalid(f"dict key {k!r} is a {type(k).__name__}; only str keys are stored")
+            _check_str(k, f"dict key {k!r}")
+            tv = type(v)
+            if tv is str:
+                if "\x00" in v or not v.isascii():
+                    try:
+                        _check_str(v)
+                    except _Invalid as exc:
+                        exc.parts.append(k)
+                        raise
+                nv = v
+            elif tv is int or tv is bool or v is None or (tv is float and math.isfinite(v)):
+                nv = v
+            else:
+                try:
+                    nv = _walk(v, depth + 1)
+                except _Invalid as exc:
+                    exc.parts.append(k)
+                    raise
             if nv is not v and out is None:
                 out = dict(value)
             if out is not None:
                 out[k] = nv
         return value if out is None else out
     if t is list or t is tuple:
-        items = [_walk(v, _join(path, i), depth + 1) for i, v in enumerate(value)]
-        if t is list and all(a is b for a, b in zip(items, value, strict=True)):
-            return value
-        return items
+        items = list(value)
+        changed = t is tuple
+        for i, v in enumerate(items):
+            try:
+                nv = _walk(v, depth + 1)
+            except _Invalid as exc:
+                exc.parts.append(i)
+                raise
+            if nv is not v:
+                items[i] = nv
+                changed = True
+        return items if changed else value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _walk({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, path)
+        return _walk({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, depth)
     dump = getattr(value, "model_dump", None)
     if callable(dump) and hasattr(type(value), "model_fields"):
-        return _walk(dump(mode="json"), path)
+        return _walk(dump(mode="json"), depth)
     if isinstance(value, str | int | float | dict | list | tuple):
-        raise _Invalid(path, f"{t.__name__} is a subclass of a JSON type; store the plain value instead")
-    raise _Invalid(path, f"{t.__name__} is not a JSON value (use dict, list, str, int, float, bool or None)")
+        raise _Invalid(f"{t.__name__} is a subclass of a JSON type; store the plain value instead")
+    raise _Invalid(f"{t.__name__} is not a JSON value (use dict, list, str, int, float, bool or None)")
 
 
 def check_value(value: Any, scope: str, key: str) -> Any:
     """Validate ``value`` for ``scope``/``key`` and return it in stored form, or raise StateValueError."""
     try:
-        return _walk(value, "value")
+        return _walk(value)
     except _Invalid as exc:
         raise StateValueError(
             f"cannot store scope {scope!r} key {key!r}: at {exc.path}: {exc.reason}",
@@ -137,15 +175,9 @@ def _float_text(f: float) -> str:
     return text if "." in text else text + ".0"
 
 
-def _has_exponent_float(value: Any) -> bool:
-    t = type(value)
-    if t is float:
-        return value != 0.0 and not (1e-4 <= abs(value) < 1e16)
-    if t is dict:
-        return any(_has_exponent_float(v) for v in value.values())
-    if t is list:
-        return any(_has_exponent_float(v) for v in value)
-    return False
+# A float the C encoder wrote with an exponent ("1e+16", "1.5e-07"); a string holding such text only costs
+# a detour through the exact slow path.
+_EXPONENT = re.compile(r"[0-9]e[+-][0-9]")
 
 
 def _encode_slow(value: Any) -> str:
@@ -161,9 +193,10 @@ def _encode_slow(value: Any) -> str:
 
 def encode(value: Any) -> str:
     """JSON text of an already checked value; floats always read back as floats, even through jsonb."""
-    if _has_exponent_float(value):
-        return _encode_slow(value)
-    return _dumps(value)
+    text = _dumps(value)
+    if _EXPONENT.search(text) is None:
+        return text
+    return _encode_slow(value)
 
 
 # --- typed rebuild -------------------------------------------------------------------------------
