@@ -566,6 +566,13 @@ class PostgresAdapter(StateAdapter):
                     raise self._error(exc) from exc
                 pool = await self._require_pool()
 
+    async def _again(self, exc: BaseException, method: str, sql: str, args: tuple[Any, ...], *, read: bool) -> Any:
+        """After ``exc`` from a direct pool call: run the statement again if that is safe, else raise."""
+        await self._after_failure(exc)
+        if not self._retryable(exc, read, 1):
+            raise self._error(exc) from exc
+        return await self._run(method, sql, args, read=read)
+
     async def _after_failure(self, exc: BaseException) -> None:
         # One lost connection usually means the server restarted: every pooled connection is dead, so
         # replace them all at their next acquire instead of failing once per stale connection.
@@ -594,10 +601,7 @@ class PostgresAdapter(StateAdapter):
         try:
             text = await pool.fetchval(_GET, scope, key)
         except _DRIVER_ERRORS as exc:
-            await self._after_failure(exc)
-            if not self._retryable(exc, True, 1):
-                raise self._error(exc) from exc
-            text = await self._run("fetchval", _GET, (scope, key), read=True)
+            text = await self._again(exc, "fetchval", _GET, (scope, key), read=True)
         finally:
             gets.release()
         return None if text is None else decode(text)
@@ -727,17 +731,28 @@ class PostgresAdapter(StateAdapter):
         self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
     ) -> tuple[Any, Any] | None:
         """Read the row and its version, write only if unchanged; None when another writer came first."""
-        row = await self._run("fetchrow", _READ_VERSIONED, (scope, key), read=True)
+        # Straight to the pool (the hot path of update at low concurrency); _again handles failures.
+        pool = self._pool if self._pool is not None else await self._require_pool()
+        try:
+            row = await pool.fetchrow(_READ_VERSIONED, scope, key)
+        except _DRIVER_ERRORS as exc:
+            row = await self._again(exc, "fetchrow", _READ_VERSIONED, (scope, key), read=True)
         live = row is not None and row[1]
         old = decode(row[0]) if live else None
         new = apply(old)
         text = encode(new)
+        sql: str
+        args: tuple[Any, ...]
         if row is None:
-            ok = await self._run("fetchval", _INSERT_NEW, (scope, key, text, ttl_if_new), read=False)
+            sql, args = _INSERT_NEW, (scope, key, text, ttl_if_new)
         elif live:
-            ok = await self._run("fetchval", _CAS_LIVE, (scope, key, text, row[2]), read=False)
-        else:
-            ok = await self._run("fetchval", _CAS_EXPIRED, (scope, key, text, row[2], ttl_if_new), read=False)
+            sql, args = _CAS_LIVE, (scope, key, text, row[2])
+        else:  # expired: the entry starts again, with the expiry of a new one
+            sql, args = _CAS_EXPIRED, (scope, key, text, row[2], ttl_if_new)
+        try:
+            ok = await pool.fetchval(sql, *args)
+        except _DRIVER_ERRORS as exc:
+            ok = await self._again(exc, "fetchval", sql, args, read=False)
         return None if ok is None else (old, new)
 
     async def _update_locked(
