@@ -243,6 +243,7 @@ class _Batcher(Generic[A, R]):
         self.waiter: asyncio.Future[None] | None = None
 
     def release(self) -> None:
+        """A statement finished: free its slot and wake the batch waiting for one."""
         self.in_flight -= 1
         waiter = self.waiter
         if waiter is not None:
