@@ -159,3 +159,13 @@ def test_config_path_argument(tmp_path: Path) -> None:
     other.write_text("state:\n  adapter: memory\n  ttl: 7\n")
     state = StateManager.from_config(other)
     assert state.adapter.backend == "memory" and state.default_ttl == 7
+
+
+def test_sqlalchemy_url_carries_libpq_sslmode_as_asyncpg_ssl() -> None:
+    from motia_state.adapters.sql import sqlalchemy_async_url
+
+    assert sqlalchemy_async_url("postgres://u@h/db?sslmode=require&application_name=x") == (
+        "postgresql+asyncpg://u@h/db?ssl=require&application_name=x"
+    )
+    assert sqlalchemy_async_url("postgresql://h/db") == "postgresql+asyncpg://h/db"
+    assert sqlalchemy_async_url("sqlite:///a.db") == "sqlite+aiosqlite:///a.db"

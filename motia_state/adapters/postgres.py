@@ -465,7 +465,6 @@ class PostgresAdapter(StateAdapter):
         self._dsn = _dsn(url, sslmode)
         _check_location(url)
         self._url = url if sslmode is None else _with_query(url, "sslmode", sslmode)
-        self._migration_url = _sqlalchemy_ssl(self._url)
         self._migrate = migrate
         self._pool_size = pool_size
         self._connect_timeout = float(connect_timeout)
@@ -502,7 +501,7 @@ class PostgresAdapter(StateAdapter):
                 return
             from ..migrate import ensure_schema
 
-            await ensure_schema(self._migration_url, self._migrate, connect_timeout=self._connect_timeout)
+            await ensure_schema(self._url, self._migrate, connect_timeout=self._connect_timeout)
             try:
                 async with asyncio.timeout(self._connect_timeout + 1.0):
                     self._pool = await asyncpg.create_pool(
@@ -847,19 +846,6 @@ async def _keep_session(conn: Any) -> None:
     asyncpg's default reset sends RESET ALL / UNLISTEN / CLOSE ALL / pg_advisory_unlock_all on every
     release: a second round trip per operation. The pool still rolls back a transaction left open.
     """
-
-
-def _sqlalchemy_ssl(url: str) -> str:
-    """The URL for the migrations' SQLAlchemy engine, which hands query parameters to asyncpg.connect().
-
-    asyncpg.connect() takes the TLS mode as ``ssl=`` (``sslmode`` is understood only inside a DSN).
-    """
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(k == "sslmode" for k, _ in query):
-        return url
-    query = [("ssl", v) if k == "sslmode" else (k, v) for k, v in query if k != "ssl"]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
 def _with_query(url: str, name: str, value: str) -> str:

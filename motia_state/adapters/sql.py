@@ -6,7 +6,7 @@ The concrete adapters are imported lazily so that a SQLite user never loads asyn
 from __future__ import annotations
 
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..adapter import StateAdapter
 from ..errors import StateConfigError, mask_url
@@ -46,7 +46,18 @@ def sqlalchemy_async_url(url: str) -> str:
     backend = backend_of_url(url)
     if backend == "sqlite":
         return "sqlite+aiosqlite://" + _rest(url)
-    return "postgresql+asyncpg://" + _rest(url)
+    return _asyncpg_ssl("postgresql+asyncpg://" + _rest(url))
+
+
+def _asyncpg_ssl(url: str) -> str:
+    # SQLAlchemy hands query parameters to asyncpg.connect(), which takes the TLS mode as ``ssl=``;
+    # ``sslmode`` (libpq's name, what users write) is understood only inside a DSN.
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(k == "sslmode" for k, _ in query):
+        return url
+    query = [("ssl", v) if k == "sslmode" else (k, v) for k, v in query if k != "ssl"]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
 def sqlalchemy_sync_url(url: str) -> str:

@@ -54,3 +54,11 @@ def test_schemaless_stores(cli: Any) -> None:
     run = cli("--url", "memory://", "migrate").ok()
     assert run.out == "" and "no schema to migrate" in run.err
     assert "no SQL schema" in cli("--url", "redis://:pw@127.0.0.1:1/0", "migrate", "--sql").failed_cleanly()
+
+
+def test_postgres_migrate_accepts_libpq_sslmode(cli: Any) -> None:
+    require("postgres")
+    asyncio.run(ensure_pg_database())
+    url = PG_URL + "?sslmode=disable"
+    cli("--url", url, "migrate").ok()
+    assert "up to date" in cli("--url", url, "migrate", "--check").ok().err
