@@ -7,7 +7,6 @@ The helpers build the same dict shapes Motia uses::
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -155,6 +154,16 @@ def parse_ops(raw_ops: object, scope: str, key: str) -> list[Op]:
 # --- applying ------------------------------------------------------------------------------------
 
 
+def _clone(value: Any) -> Any:
+    """Copy of a checked JSON value (only dicts and lists are mutable); far cheaper than copy.deepcopy."""
+    t = type(value)
+    if t is dict:
+        return {k: _clone(v) for k, v in value.items()}
+    if t is list:
+        return [_clone(v) for v in value]
+    return value
+
+
 def _parent(root: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     """The dict holding the last segment of ``path``, creating ``{}`` for missing or non-object steps."""
     node = root
@@ -169,12 +178,12 @@ def _parent(root: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
 
 def _apply_one(current: Any, op: Op, i: int) -> Any:
     if op.type == "set" and not op.path:
-        return copy.deepcopy(op.value)
+        return _clone(op.value)
     if op.type == "merge" and not op.path:
         base = {} if current is None else current
         if type(base) is not dict:
             raise UpdateOpError(f"op {i} (merge): the value is a {type(base).__name__}, not an object", op_index=i)
-        return {**base, **copy.deepcopy(op.value)}
+        return {**base, **_clone(op.value)}
     if not op.path:
         if op.type in ("increment", "decrement"):
             return _add(current, op, i)
@@ -192,7 +201,7 @@ def _apply_one(current: Any, op: Op, i: int) -> Any:
     last = op.path[-1]
     old = parent.get(last, _MISSING)
     if op.type == "set":
-        parent[last] = copy.deepcopy(op.value)
+        parent[last] = _clone(op.value)
     elif op.type in ("increment", "decrement"):
         parent[last] = _add(None if old is _MISSING else old, op, i, missing=old is _MISSING)
     elif op.type == "append":
@@ -204,7 +213,7 @@ def _apply_one(current: Any, op: Op, i: int) -> Any:
             raise UpdateOpError(
                 f"op {i} (merge): the field at {list(op.path)} is a {type(old).__name__}, not an object", op_index=i
             )
-        parent[last] = {**old, **copy.deepcopy(op.value)}
+        parent[last] = {**old, **_clone(op.value)}
     return root
 
 
@@ -223,9 +232,9 @@ def _add(old: Any, op: Op, i: int, *, missing: bool = False) -> Any:
 
 def _append(old: Any, op: Op, i: int, *, missing: bool = False) -> Any:
     if missing:
-        return [copy.deepcopy(op.value)]
+        return [_clone(op.value)]
     if type(old) is list:
-        return [*old, copy.deepcopy(op.value)]
+        return [*old, _clone(op.value)]
     if type(old) is str and type(op.value) is str:
         return old + op.value
     raise UpdateOpError(
@@ -237,7 +246,7 @@ def _append(old: Any, op: Op, i: int, *, missing: bool = False) -> Any:
 
 def apply_ops(current: Any, ops: Sequence[Op]) -> Any:
     """Return the value after ``ops``; ``current`` (None = absent entry, starts as ``{}``) is not mutated."""
-    value: Any = {} if current is None else copy.deepcopy(current)
+    value: Any = {} if current is None else _clone(current)
     for i, op in enumerate(ops):
         value = _apply_one(value, op, i)
     return value
