@@ -10,6 +10,7 @@ seconds (float) or None for no expiry; the expiry clock starts when the adapter 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -169,12 +170,23 @@ class StateAdapter:
         """Live values of ``scope`` ordered by key (code point)."""
         return [item.value for item in await self.items(scope, (), None)]
 
-    async def items(self, scope: str | None, filters: Sequence[Filter], limit: int | None) -> list[StateItem]:
-        """Live entries (of ``scope``, or all) passing ``filters``, ordered by (scope, key), at most ``limit``."""
+    async def items(
+        self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None
+    ) -> list[StateItem]:
+        """Live entries (of ``scope``, or all) passing ``filters``, ordered by (scope, key), at most ``limit``.
+
+        ``after`` (keyword, only passed with a ``scope``): keep only keys sorting strictly after it by code
+        point, for keyset paging. The manager passes it only when it is not None, so an override written
+        before it existed keeps working for ordinary calls; such an override should add the parameter.
+        """
         scopes = [scope] if scope is not None else sorted(await self.list_groups())
         out: list[StateItem] = []
         for s in scopes:
-            for k in sorted(await self.keys(s)):
+            names = sorted(await self.keys(s))
+            if after is not None:
+                # Keys only are filtered first: values are read just for the page.
+                names = names[bisect.bisect_right(names, after) :]
+            for k in names:
                 entry = await self.get_entry(s, k)
                 if entry is None or not match(entry.value, filters):
                     continue

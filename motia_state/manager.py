@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -252,19 +253,45 @@ class StateManager:
         *,
         filters: Iterable[Mapping[str, Any]] = (),
         limit: int | None = None,
+        after: str | None = None,
     ) -> builtins.list[StateItem]:
-        """Live entries of ``scope`` (or every scope) passing all ``filters``, ordered by scope then key."""
+        """Live entries of ``scope`` (or every scope) passing all ``filters``, ordered by scope then key.
+
+        At most ``limit`` entries. ``after`` is a key: only entries of ``scope`` whose key sorts strictly
+        after it (code point order) are returned, so a scope of any size can be read page by page with
+        memory bounded by one page::
+
+            page = await state.items("orders", limit=500)
+            while page:
+                ...
+                page = await state.items("orders", limit=500, after=page[-1].key)
+
+        ``after`` needs a ``scope`` (a :class:`StateValueError` otherwise) and follows the key rules.
+        """
         if scope is not None:
             check_name("scope", scope)
+        if after is not None:
+            if scope is None:
+                raise StateValueError("items(after=...) pages through one scope: pass a scope as well")
+            check_name("after", after)
         parsed = parse_filters(filters)
         if limit is not None and (type(limit) is not int or limit < 0):
             raise StateValueError(f"limit must be an int >= 0 or None, got {limit!r}")
         if limit == 0:
             return []
+        if after is not None and not _accepts_after(type(self._adapter)):
+            name = type(self._adapter).__name__
+            raise NotImplementedError(
+                f"{name}.items does not support paging: update its signature to"
+                " items(self, scope, filters, limit, *, after=None) and return only keys after `after`"
+            )
         if not self._connected:
             await self._connect()
         try:
-            return await self._adapter.items(scope, parsed, limit)
+            if after is None:
+                # Not passed at all, so custom adapters written before paging existed keep working.
+                return await self._adapter.items(scope, parsed, limit)
+            return await self._adapter.items(scope, parsed, limit, after=after)
         except Exception as exc:
             self._raise(exc)
 
@@ -312,6 +339,28 @@ class StateManager:
             return await self._adapter.delete_many(scope, wanted)
         except Exception as exc:
             self._raise(exc)
+
+
+# Adapter class -> whether its items() takes ``after``; looked up once per class.
+_after_support: dict[type[StateAdapter], bool] = {}
+
+
+def _accepts_after(adapter_type: type[StateAdapter]) -> bool:
+    """Whether ``adapter_type.items`` takes the ``after`` keyword (or any keyword)."""
+    known = _after_support.get(adapter_type)
+    if known is not None:
+        return known
+    try:
+        params = inspect.signature(adapter_type.items).parameters
+    except (TypeError, ValueError):  # not introspectable: let the call itself decide
+        supported = True
+    else:
+        after = params.get("after")
+        supported = (after is not None and after.kind is not inspect.Parameter.POSITIONAL_ONLY) or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+        )
+    _after_support[adapter_type] = supported
+    return supported
 
 
 def _names(keys: Iterable[str]) -> Sequence[str]:

@@ -126,12 +126,15 @@ class MemoryAdapter(StateAdapter):
         live = self._live_entries(scope)
         return [decode(live[k][0]) for k in sorted(live)]
 
-    async def items(self, scope: str | None, filters: Sequence[Filter], limit: int | None) -> list[StateItem]:
+    async def items(
+        self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None
+    ) -> list[StateItem]:
         scopes = [scope] if scope is not None else sorted(self._data)
         out: list[StateItem] = []
         for s in scopes:
             live = self._live_entries(s)
-            for k in sorted(live):
+            names = sorted(live) if after is None else sorted(k for k in live if k > after)
+            for k in names:
                 text, expires = live[k]
                 value = decode(text)
                 if filters and not match(value, filters):

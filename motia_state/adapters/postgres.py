@@ -810,12 +810,19 @@ class PostgresAdapter(StateAdapter):
     async def values(self, scope: str) -> list[Any]:
         return [decode(r[0]) for r in await self._run("fetch", _VALUES, (scope,), read=True)]
 
-    async def items(self, scope: str | None, filters: Sequence[Filter], limit: int | None) -> list[StateItem]:
+    async def items(
+        self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None
+    ) -> list[StateItem]:
         where = [_LIVE]
         args: list[Any] = []
         if scope is not None:
             args.append(scope)
             where.append("scope = $1")
+        if after is not None:
+            # The column's COLLATE "C" wins over the parameter's default collation: code point order, and
+            # the primary key index serves the range together with ORDER BY key and LIMIT.
+            args.append(after)
+            where.append(f"key > ${len(args)}")
         compiler = _FilterSQL(len(args) + 1)
         where.extend(compiler.compile(f) for f in filters)
         args.extend(compiler.params)

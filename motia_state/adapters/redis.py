@@ -562,7 +562,52 @@ class RedisAdapter(StateAdapter):
         tag = self._prefix + "{" + _tag(scope) + "}"
         return ("EVALSHA", _VALUES.sha, 1, tag, tag + ":", "WITHSCORES")
 
-    async def items(self, scope: str | None, filters: Sequence[Filter], limit: int | None) -> list[StateItem]:
+    async def _items_page(
+        self, scope: str, filters: Sequence[Filter], limit: int | None, after: str | None
+    ) -> list[StateItem]:
+        """One page of ``scope``: keys after ``after`` (if given), values read only for the page's keys.
+
+        The index is scored by expiry, so no lex range serves key order: the scope's live key *names* are
+        fetched and sorted here. Memory is therefore bounded by the scope's key names, not by its values,
+        which are fetched (with their expiry scores) one chunk at a time in one round trip each.
+        """
+        tag = self._prefix + "{" + _tag(scope) + "}"
+        members: list[bytes] = await self._one(("EVALSHA", _KEYS.sha, 1, tag, tag + ":"), idempotent=True)
+        # UTF-8 byte order is code point order, so raw members compare and sort as the keys do.
+        if after is None:
+            names = sorted(members)
+        else:
+            floor = after.encode("utf-8")
+            names = sorted(m for m in members if m > floor)
+        del members
+        entry_prefix = (tag + ":").encode("utf-8")
+        out: list[StateItem] = []
+        start = 0
+        while start < len(names) and (limit is None or len(out) < limit):
+            # Without filters every live key lands in the page, so read no more values than still wanted.
+            size = _CHUNK if limit is None or filters else min(_CHUNK, limit - len(out))
+            chunk = names[start : start + size]
+            start += size
+            texts, scores = await self._run(
+                [("MGET", *[entry_prefix + m for m in chunk]), ("ZMSCORE", tag, *chunk)], idempotent=True
+            )
+            for member, text, score in zip(chunk, texts, scores, strict=True):
+                if text is None:  # expired or deleted since the names were read
+                    continue
+                value = decode(text)
+                if filters and not match(value, filters):
+                    continue
+                out.append(StateItem(scope, _text(member), value, None if score is None else _expiry(score)))
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    async def items(
+        self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None
+    ) -> list[StateItem]:
+        if scope is not None and (after is not None or limit is not None):
+            # A page: values are read for the page only, not for the whole scope.
+            return await self._items_page(scope, filters, limit, after)
         if scope is not None:
             found = self._scope_items(scope, await self._one(self._items_command(scope), idempotent=True), filters)
             return found if limit is None else found[:limit]

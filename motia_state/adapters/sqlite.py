@@ -301,7 +301,12 @@ def _op_values(conn: sqlite3.Connection, now: str, scope: str) -> list[Any]:
 
 
 def _op_items(
-    conn: sqlite3.Connection, now: str, scope: str | None, filters: Sequence[Filter], limit: int | None
+    conn: sqlite3.Connection,
+    now: str,
+    scope: str | None,
+    filters: Sequence[Filter],
+    limit: int | None,
+    after: str | None = None,
 ) -> list[StateItem]:
     cond, params, recheck = compile_filters(filters)
     sql = f'SELECT s.scope, s."key", s.value, s.expires_at FROM {TABLE_NAME} AS s WHERE '
@@ -311,6 +316,10 @@ def _op_items(
     if scope is not None:
         sql += " AND s.scope = ?"
         args.append(scope)
+    if after is not None:
+        # BINARY collation compares UTF-8 bytes: code point order; the primary key index serves the range.
+        sql += ' AND s."key" > ?'
+        args.append(after)
     sql += f' AND {cond} ORDER BY s.scope, s."key"'
     args.extend(params)
     if limit is not None and not recheck:
@@ -753,9 +762,11 @@ class SQLiteAdapter(StateAdapter):
         result: list[Any] = await self._call(_READ, _op_values, scope)
         return result
 
-    async def items(self, scope: str | None, filters: Sequence[Filter], limit: int | None) -> list[StateItem]:
-        """Live entries passing ``filters`` (evaluated by SQLite), ordered by (scope, key)."""
-        result: list[StateItem] = await self._call(_READ, _op_items, scope, tuple(filters), limit)
+    async def items(
+        self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None
+    ) -> list[StateItem]:
+        """Live entries passing ``filters`` (evaluated by SQLite), ordered by (scope, key), keys after ``after``."""
+        result: list[StateItem] = await self._call(_READ, _op_items, scope, tuple(filters), limit, after)
         return result
 
     async def get_many(self, scope: str, keys: Sequence[str]) -> dict[str, Any]:
