@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,25 +124,43 @@ async def _scopes(state: StateManager, scope: str | None) -> list[str]:
     return [scope] if scope is not None else await state.list_groups()
 
 
-async def export_state(state: StateManager, out: IO[str], *, scope: str | None = None) -> TransferStats:
-    """Write the store (or one scope) to ``out`` as a motia-state export, one scope in memory at a time."""
+async def _pages(state: StateManager, scope: str, batch_size: int) -> AsyncIterator[list[StateItem]]:
+    """The live entries of ``scope`` in key order, ``batch_size`` at a time (keyset paging: each page
+    starts after the last key of the previous one, so only one page of values is ever in memory)."""
+    after: str | None = None
+    while True:
+        page = await state.items(scope, limit=batch_size, after=after)
+        if not page:
+            return
+        yield page
+        if len(page) < batch_size:
+            return
+        after = page[-1].key
+
+
+async def export_state(
+    state: StateManager, out: IO[str], *, scope: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+) -> TransferStats:
+    """Write the store (or one scope) to ``out`` as a motia-state export, ``batch_size`` entries in memory
+    at a time."""
+    _check_batch_size(batch_size)
     stats = TransferStats()
     header = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": _iso(datetime.now(UTC))}
     # The envelope is written by hand so that entries stream out one per line.
     out.write(json.dumps(header, separators=(",", ":"))[:-1] + ',"entries":[')
     for name in await _scopes(state, scope):
-        items = await state.items(name)
-        if items:
-            stats.scopes += 1
-        for item in items:
-            out.write(",\n" if stats.entries else "\n")
-            scope_text = json.dumps(item.scope, ensure_ascii=False)
-            key_text = json.dumps(item.key, ensure_ascii=False)
-            expiry_text = json.dumps(_iso(item.expires_at))
-            out.write(
-                f'{{"scope":{scope_text},"key":{key_text},"value":{encode(item.value)},"expires_at":{expiry_text}}}'
-            )
-            stats.entries += 1
+        before = stats.entries
+        async for page in _pages(state, name, batch_size):
+            for item in page:
+                out.write(",\n" if stats.entries else "\n")
+                scope_text = json.dumps(item.scope, ensure_ascii=False)
+                key_text = json.dumps(item.key, ensure_ascii=False)
+                expiry_text = json.dumps(_iso(item.expires_at))
+                out.write(
+                    f'{{"scope":{scope_text},"key":{key_text},"value":{encode(item.value)},"expires_at":{expiry_text}}}'
+                )
+                stats.entries += 1
+        stats.scopes += int(stats.entries > before)
     out.write("\n]}\n")
     return stats
 
@@ -286,21 +304,21 @@ async def copy_state(
 ) -> TransferStats:
     """Copy every live entry of ``source`` into ``dest``, scope by scope, keeping values and remaining TTLs.
 
-    Entries already in ``dest`` under the same scope and key are overwritten; others are left alone.
-    ``on_scope(scope, copied)`` is called after each scope (e.g. to move a progress bar).
+    Each scope is read in pages of ``batch_size`` entries and each page written before the next is read,
+    so memory holds one batch of values whatever the store's size. Entries already in ``dest`` under the
+    same scope and key are overwritten; others are left alone. ``on_scope(scope, copied)`` is called after
+    each scope (e.g. to move a progress bar).
     """
     _check_batch_size(batch_size)
     stats = TransferStats()
     for scope in await source.list_groups():
-        items: list[StateItem] = await source.items(scope)
         copied = 0
-        for batch in _chunks(items, batch_size):
+        async for page in _pages(source, scope, batch_size):
             written, expired = await _write_batch(
-                dest, scope, (TransferEntry(i.scope, i.key, i.value, i.expires_at) for i in batch)
+                dest, scope, (TransferEntry(i.scope, i.key, i.value, i.expires_at) for i in page)
             )
             copied += written
             stats.expired += expired
-        del items  # let the scope go before reading the next one
         stats.entries += copied
         stats.scopes += int(copied > 0)
         if on_scope is not None:
