@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import pty
 import subprocess
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from motia_state import StateManager
+from motia_state import StateItem, StateManager
+from motia_state.adapters.memory import MemoryAdapter
+from motia_state.ops import Filter
+from motia_state.transfer import copy_state, export_state
 from tests.cli.conftest import SCRIPT, shape, url_of
 from tests.conftest import FACTORIES, MARKS
 
@@ -252,3 +257,79 @@ async def test_copy_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert json.loads(done.stdout)["entries"] == 3
     assert b"copying scopes" in shown and b"3 entries" in shown
+
+
+@pytest.mark.parametrize(
+    "source", ["sqlite", pytest.param("postgres", marks=MARKS["postgres"]), pytest.param("redis", marks=MARKS["redis"])]
+)
+async def test_copy_in_small_batches_copies_everything(source: str, acli: Any, tmp_path: Path) -> None:
+    """--batch-size 7 pages each scope: sizes around multiples of the batch, special keys, TTLs."""
+    src_dir, dst_dir = tmp_path / "src", tmp_path / "dst"
+    src_dir.mkdir()
+    dst_dir.mkdir()
+    src = await FACTORIES[source](src_dir)
+    dst = await FACTORIES["sqlite"](dst_dir)
+    try:
+        await src.set_many("fifty", {f"k{i}": {"i": i, "big": 2**70 + i} for i in range(50)})
+        await src.set_many("seven", {f"s{i}": i for i in range(7)}, ttl=3600)  # exactly one batch
+        await src.set_many("fourteen", {f"f{i:02d}": [i] for i in range(14)})  # exactly two batches
+        await src.set_many("odd:keys", {k: k for k in ["%", "_", "a:b", "😀", "é", "a b", "\\"]})
+        await src.set("one", "only", 1.0)
+        await src.set_many("fifty", {"k25x": "expired"}, ttl=0.001)
+        await asyncio.sleep(0.05)
+        before = await _snapshot(src)
+        assert len(before) == 50 + 7 + 14 + 7 + 1
+
+        run = (
+            await acli(
+                "copy", "--from", url_of(source, src_dir), "--to", url_of("sqlite", dst_dir), "--batch-size", "7"
+            )
+        ).ok()
+        assert run.json()["entries"] == len(before)
+        assert run.json()["scopes"] == 5
+        after = await _snapshot(dst)
+        _same(before, after)
+        assert await dst.keys("fifty") == sorted(f"k{i}" for i in range(50))
+    finally:
+        await src.close()
+        await dst.close()
+
+
+class _PageSpy(MemoryAdapter):
+    """Memory store that records how many entries each items() call returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def items(
+        self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None
+    ) -> list[StateItem]:
+        found = await super().items(scope, filters, limit, after=after)
+        self.sizes.append(len(found))
+        return found
+
+
+async def test_copy_and_export_hold_one_batch_at_a_time() -> None:
+    spy = _PageSpy()
+    source = StateManager(spy)
+    await source.set_many("big", {f"k{i:03d}": {"i": i} for i in range(50)})
+    await source.set_many("small", {"a": 1, "b": [2]}, ttl=3600)
+    dest = StateManager.from_url("memory://")
+
+    stats = await copy_state(source, dest, batch_size=7)
+    assert (stats.entries, stats.scopes) == (52, 2)
+    assert max(spy.sizes) == 7 and sum(spy.sizes) == 52
+    assert [(i.scope, i.key, i.value) for i in await dest.items()] == [
+        (i.scope, i.key, i.value) for i in await source.items()
+    ]
+
+    spy.sizes.clear()
+    paged, whole = io.StringIO(), io.StringIO()
+    assert (await export_state(source, paged, batch_size=3)).entries == 52
+    assert max(spy.sizes) == 3
+    await export_state(source, whole)
+    # The same document whatever the batch size (exported_at aside).
+    first, second = json.loads(paged.getvalue()), json.loads(whole.getvalue())
+    del first["exported_at"], second["exported_at"]
+    assert first == second and len(first["entries"]) == 52
