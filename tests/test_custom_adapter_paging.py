@@ -59,7 +59,7 @@ class KwargsItemsAdapter(OldItemsAdapter):
         super().__init__()
         self.seen: list[dict[str, Any]] = []
 
-    async def items(  # type: ignore[override]
+    async def items(
         self, scope: str | None, filters: Sequence[Filter], limit: int | None, **options: Any
     ) -> list[StateItem]:
         self.seen.append(options)

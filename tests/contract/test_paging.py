@@ -64,7 +64,10 @@ async def test_after_beyond_the_last_key_is_empty(state: StateManager) -> None:
 
 async def test_after_with_filters(state: StateManager) -> None:
     await state.set_many("s", {f"k{i:03d}": {"n": i, "tag": "even" if i % 2 == 0 else "odd"} for i in range(40)})
-    filters = [{"path": "tag", "op": "eq", "value": "even"}, {"path": "n", "op": "gte", "value": 10}]
+    filters: list[dict[str, Any]] = [
+        {"path": "tag", "op": "eq", "value": "even"},
+        {"path": "n", "op": "gte", "value": 10},
+    ]
 
     got = await state.items("s", filters=filters, after="k020", limit=3)
     assert [i.key for i in got] == ["k022", "k024", "k026"]
