@@ -147,12 +147,12 @@ async def _engine(url: str, connect_timeout: float) -> AsyncIterator[AsyncEngine
     from sqlalchemy.ext.asyncio import create_async_engine
     from sqlalchemy.pool import NullPool
 
-    from .adapters.sql import sqlalchemy_async_url, sqlite_file_path
+    from .adapters.sql import make_sqlite_folder, sqlalchemy_async_url, sqlite_file_path
 
     if _backend(url) == "sqlite":
         path = sqlite_file_path(url)
         if path is not None:
-            _make_parent(url, path)
+            make_sqlite_folder(url, path)
         args: dict[str, Any] = {"timeout": connect_timeout}
     else:
         args = {"timeout": connect_timeout}
@@ -161,19 +161,6 @@ async def _engine(url: str, connect_timeout: float) -> AsyncIterator[AsyncEngine
         yield engine
     finally:
         await engine.dispose()
-
-
-def _make_parent(url: str, path: str) -> None:
-    parent = Path(path).parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StateBackendError(
-            f"cannot create the folder {str(parent)!r} of the SQLite database ({exc.strerror}); create it or "
-            "point the sqlite URL at a writable location",
-            backend="sqlite",
-            url=url,
-        ) from None
 
 
 async def _guard(url: str, doing: str, work: Callable[[], Any]) -> Any:
@@ -357,14 +344,14 @@ async def _locked_upgrade(url: str, revision: str, connect_timeout: float, *, on
             await conn.run_sync(work)
         return
 
-    from .adapters.sql import sqlite_file_path
+    from .adapters.sql import make_sqlite_folder, sqlite_file_path
 
     path = sqlite_file_path(url)
     if path is None:
         raise StateConfigError(
             "sqlite:///:memory: lives in one connection; it is migrated by the SQLite adapter itself"
         )
-    _make_parent(url, path)
+    make_sqlite_folder(url, path)
     async with (
         _file_lock(path + ".migrate-lock", connect_timeout + 60.0),
         _engine(url, connect_timeout) as engine,

@@ -5,13 +5,21 @@ The concrete adapters are imported lazily so that a SQLite user never loads asyn
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..adapter import StateAdapter
-from ..errors import StateConfigError, mask_url
+from ..errors import StateBackendError, StateConfigError, mask_url
 
-__all__ = ["SQLAdapter", "backend_of_url", "sqlalchemy_async_url", "sqlalchemy_sync_url", "sqlite_file_path"]
+__all__ = [
+    "SQLAdapter",
+    "backend_of_url",
+    "make_sqlite_folder",
+    "sqlalchemy_async_url",
+    "sqlalchemy_sync_url",
+    "sqlite_file_path",
+]
 
 _SQLITE_SCHEMES: Final = frozenset({"sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"})
 _POSTGRES_SCHEMES: Final = frozenset(
@@ -86,6 +94,20 @@ def sqlite_file_path(url: str) -> str | None:
     if path in ("", ":memory:"):
         return None
     return path
+
+
+def make_sqlite_folder(url: str, path: str) -> None:
+    """Create the folder of a SQLite database file (the default ``.motia/`` on first use)."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateBackendError(
+            f"cannot create the folder {str(parent)!r} of the SQLite database ({exc.strerror}); create it or "
+            "point the sqlite URL at a writable location",
+            backend="sqlite",
+            url=url,
+        ) from None
 
 
 def SQLAdapter(url: str, **options: Any) -> StateAdapter:  # a factory named like the class it stands for

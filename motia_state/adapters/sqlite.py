@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from ..adapter import Entry, StateAdapter, StateItem
@@ -27,7 +26,7 @@ from ..errors import StateBackendError, StateConfigError
 from ..ops import Filter, match
 from ..schema import TABLE_NAME
 from ..values import decode, encode
-from .sql import backend_of_url, sqlite_file_path
+from .sql import backend_of_url, make_sqlite_folder, sqlite_file_path
 
 __all__ = ["SQLiteAdapter", "compile_filters"]
 
@@ -504,16 +503,7 @@ class SQLiteAdapter(StateAdapter):
         try:
             if self.path is None:
                 return self._open_memory()
-            parent = Path(self.path).parent
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StateBackendError(
-                    f"cannot create the folder {str(parent)!r} for the SQLite database ({exc.strerror}); create "
-                    "it, or point the sqlite URL at a writable location",
-                    backend="sqlite",
-                    url=self.url,
-                ) from exc
+            make_sqlite_folder(self.url, self.path)
             conn = self._connect_file(self.path, uri=False)
             try:
                 # WAL lets readers and one writer share the file across processes; NORMAL is durable
