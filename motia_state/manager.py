@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,9 @@ __all__ = ["StateManager"]
 
 T = TypeVar("T")
 
+# Seconds allowed for dropping the connections of a previous event loop before reconnecting.
+_FOREIGN_CLOSE_TIMEOUT = 2.0
+
 
 class StateManager:
     """Scoped JSON state with optional expiry, on any :class:`StateAdapter`.
@@ -32,8 +36,12 @@ class StateManager:
             raise TypeError(f"StateManager needs a StateAdapter, got {type(adapter).__name__}")
         self._adapter = adapter
         self._default_ttl = None if ttl is None else check_ttl(ttl)
-        self._connected = False
+        # The event loop the adapter's connections belong to (None = not connected). Pools of asyncpg
+        # and redis-py are bound to one loop, so first use on another loop (a second asyncio.run(),
+        # a test framework's fresh loop) reconnects instead of failing with "Event loop is closed".
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._connect_lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     # --- construction --------------------------------------------------------------------------
 
@@ -67,25 +75,38 @@ class StateManager:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        if self._connect_lock is None:
-            self._connect_lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._connect_lock is None or self._lock_loop is not loop:
+            self._connect_lock, self._lock_loop = asyncio.Lock(), loop
         async with self._connect_lock:
-            if self._connected:
+            if self._loop is loop:
                 return
+            if self._loop is not None:
+                await self._drop_foreign_connections()
             try:
                 await self._adapter.connect()
             except Exception as exc:
                 raise self._translate(exc) from exc
-            self._connected = True
+            self._loop = loop
 
     async def connect(self) -> None:
         """Connect (and migrate, per the store's ``migrate`` setting) now instead of on first use."""
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
+
+    async def _drop_foreign_connections(self) -> None:
+        # Connections of another (often closed) loop cannot be used, nor always closed, from this one.
+        self._loop = None
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_FOREIGN_CLOSE_TIMEOUT):
+                await self._adapter.close()
 
     async def close(self) -> None:
         """Release pools and connections. Idempotent; a later call reconnects."""
-        self._connected = False
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            await self._drop_foreign_connections()
+            return
+        self._loop = None
         try:
             await self._adapter.close()
         except Exception as exc:
@@ -128,7 +149,7 @@ class StateManager:
         """The value at ``scope``/``key`` (rebuilt as ``type`` if given), or None."""
         check_name("scope", scope)
         check_name("key", key)
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             value = await self._adapter.get(scope, key)
@@ -144,7 +165,7 @@ class StateManager:
         check_name("key", key)
         stored = check_value(value, scope, key)
         expiry = self._ttl(ttl, scope, key)
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             old = await self._adapter.set_entry(scope, key, stored, expiry)
@@ -156,7 +177,7 @@ class StateManager:
         """Remove the entry; return its old value or None."""
         check_name("scope", scope)
         check_name("key", key)
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             return await self._adapter.delete_entry(scope, key)
@@ -172,7 +193,7 @@ class StateManager:
         def apply(old: Any) -> Any:
             return check_value(apply_ops(old, parsed), scope, key)
 
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             old, new = await self._adapter.update_entry(scope, key, apply, self._default_ttl)
@@ -184,7 +205,7 @@ class StateManager:
         """Seconds left before the entry expires; None for no expiry or no entry."""
         check_name("scope", scope)
         check_name("key", key)
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             return await self._adapter.ttl(scope, key)
@@ -196,7 +217,7 @@ class StateManager:
     async def clear(self, scope: str) -> int:
         """Remove every entry of exactly ``scope``; return how many."""
         check_name("scope", scope)
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             removed = await self._adapter.clear(scope)
@@ -206,7 +227,7 @@ class StateManager:
 
     async def cleanup(self) -> int:
         """Delete expired entries; return how many. Safe to run from many processes at once."""
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             removed = await self._adapter.cleanup()
@@ -217,7 +238,7 @@ class StateManager:
     async def list(self, scope: str) -> builtins.list[Any]:
         """The live values of ``scope``, ordered by key."""
         check_name("scope", scope)
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             return await self._adapter.values(scope)
@@ -231,7 +252,7 @@ class StateManager:
     async def keys(self, scope: str) -> builtins.list[str]:
         """The live keys of ``scope``, sorted by code point."""
         check_name("scope", scope)
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             return sorted(await self._adapter.keys(scope))
@@ -240,7 +261,7 @@ class StateManager:
 
     async def list_groups(self) -> builtins.list[str]:
         """Every scope holding at least one live entry, sorted by code point."""
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             return sorted(await self._adapter.list_groups())
@@ -285,7 +306,7 @@ class StateManager:
                 f"{name}.items does not support paging: update its signature to"
                 " items(self, scope, filters, limit, *, after=None) and return only keys after `after`"
             )
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             if after is None:
@@ -303,7 +324,7 @@ class StateManager:
         wanted = _names(keys)
         if not wanted:
             return {}
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             found = await self._adapter.get_many(scope, wanted)
@@ -320,7 +341,7 @@ class StateManager:
         expiry = self._ttl(ttl, scope)
         if not stored:
             return
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             await self._adapter.set_many(scope, stored, expiry)
@@ -333,7 +354,7 @@ class StateManager:
         wanted = _names(keys)
         if not wanted:
             return 0
-        if not self._connected:
+        if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
             return await self._adapter.delete_many(scope, wanted)
