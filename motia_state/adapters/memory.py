@@ -95,7 +95,7 @@ class MemoryAdapter(StateAdapter):
         new = apply(old)
         expires = _expiry(ttl_if_new) if stored is None else stored[1]
         self._put(scope, key, new, expires)
-        return old, decode(encode(new))
+        return old, new  # apply() built a fresh object; the store keeps only its text
 
     async def clear(self, scope: str) -> int:
         live = self._live_entries(scope)
