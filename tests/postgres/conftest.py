@@ -41,3 +41,23 @@ async def sql() -> AsyncIterator[Any]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def refuse_boom(sql: Any) -> AsyncIterator[None]:
+    """A trigger that makes the server refuse any write of key 'boom' (a failure half-way through a statement)."""
+    await sql.execute(
+        """
+        CREATE OR REPLACE FUNCTION motia_state_b_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.key = 'boom' THEN RAISE EXCEPTION 'refused by test trigger'; END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER motia_state_b_refuse BEFORE INSERT OR UPDATE ON motia_state
+            FOR EACH ROW EXECUTE FUNCTION motia_state_b_refuse();
+        """
+    )
+    try:
+        yield
+    finally:
+        await sql.execute("DROP TRIGGER motia_state_b_refuse ON motia_state; DROP FUNCTION motia_state_b_refuse()")

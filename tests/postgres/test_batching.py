@@ -115,26 +115,12 @@ async def test_small_pool_under_heavy_concurrency(tmp_path: Any) -> None:
         await store.close()
 
 
-async def test_one_refused_write_in_a_batch_fails_only_its_caller(pg: StateManager, sql: Any) -> None:
+async def test_one_refused_write_in_a_batch_fails_only_its_caller(pg: StateManager, refuse_boom: None) -> None:
     from motia_state import StateBackendError
 
-    await sql.execute(
-        """
-        CREATE OR REPLACE FUNCTION motia_state_b_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF NEW.key = 'boom' THEN RAISE EXCEPTION 'refused by test trigger'; END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER motia_state_b_refuse BEFORE INSERT OR UPDATE ON motia_state
-            FOR EACH ROW EXECUTE FUNCTION motia_state_b_refuse();
-        """
-    )
-    try:
-        keys = [f"k{i % 6}" for i in range(30)] + ["boom"]
-        random.Random(4).shuffle(keys)
-        results = await asyncio.gather(*(pg.set("s", k, i) for i, k in enumerate(keys)), return_exceptions=True)
-    finally:
-        await sql.execute("DROP TRIGGER motia_state_b_refuse ON motia_state; DROP FUNCTION motia_state_b_refuse()")
+    keys = [f"k{i % 6}" for i in range(30)] + ["boom"]
+    random.Random(4).shuffle(keys)
+    results = await asyncio.gather(*(pg.set("s", k, i) for i, k in enumerate(keys)), return_exceptions=True)
     for k, result in zip(keys, results, strict=True):
         if k == "boom":
             assert isinstance(result, StateBackendError) and "refused by test trigger" in str(result)

@@ -153,25 +153,11 @@ async def test_overwrite_keeps_created_at_and_moves_updated_at(pg: StateManager,
     assert row["kept"] and row["moved"]
 
 
-async def test_set_many_is_all_or_nothing(pg: StateManager, sql: Any) -> None:
+async def test_set_many_is_all_or_nothing(pg: StateManager, refuse_boom: None) -> None:
     await pg.set("s", "a", "before")
     # A trigger that refuses one key makes the server fail the statement half-way through the rows.
-    await sql.execute(
-        """
-        CREATE OR REPLACE FUNCTION motia_state_b_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF NEW.key = 'boom' THEN RAISE EXCEPTION 'refused by test trigger'; END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER motia_state_b_refuse BEFORE INSERT OR UPDATE ON motia_state
-            FOR EACH ROW EXECUTE FUNCTION motia_state_b_refuse();
-        """
-    )
-    try:
-        with pytest.raises(StateBackendError, match="refused by test trigger"):
-            await pg.set_many("s", {"a": "after", "b": 1, "boom": 2, "c": 3})
-    finally:
-        await sql.execute("DROP TRIGGER motia_state_b_refuse ON motia_state; DROP FUNCTION motia_state_b_refuse()")
+    with pytest.raises(StateBackendError, match="refused by test trigger"):
+        await pg.set_many("s", {"a": "after", "b": 1, "boom": 2, "c": 3})
     assert await pg.get_many("s", ["a", "b", "boom", "c"]) == {"a": "before"}
 
 

@@ -10,6 +10,7 @@ import asyncio
 import os
 import random
 import traceback
+from collections.abc import Callable, Coroutine
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
@@ -36,6 +37,18 @@ def _payload(worker: int, i: int) -> dict[str, Any]:
     return {"w": worker, "i": i, "tag": [i, str(i)]}
 
 
+def _record(
+    run: Callable[[], Coroutine[Any, Any, Any]], result_path: str, show: Callable[[Any], str] = lambda _: "ok"
+) -> None:
+    """Run ``run()`` in a new event loop; write ``show(result)``, or the traceback, to ``result_path``."""
+    try:
+        outcome = show(asyncio.run(run()))
+    except BaseException:
+        outcome = traceback.format_exc()
+    with open(result_path, "w", encoding="utf-8") as f:
+        f.write(outcome)
+
+
 def increment_worker(url: str, n: int, barrier: Barrier, result_path: str) -> None:
     """Apply ``n`` increments to one key; write ``ok``, or the traceback, to ``result_path``."""
 
@@ -50,13 +63,7 @@ def increment_worker(url: str, n: int, barrier: Barrier, result_path: str) -> No
         finally:
             await state.close()
 
-    try:
-        asyncio.run(run())
-        outcome = "ok"
-    except BaseException:
-        outcome = traceback.format_exc()
-    with open(result_path, "w", encoding="utf-8") as f:
-        f.write(outcome)
+    _record(run, result_path)
 
 
 def mixed_worker(url: str, worker: int, n: int, seed: int, barrier: Barrier, result_path: str) -> None:
@@ -135,12 +142,7 @@ def cleanup_worker(url: str, barrier: Barrier, result_path: str) -> None:
         finally:
             await state.close()
 
-    try:
-        outcome = str(asyncio.run(run()))
-    except BaseException:
-        outcome = traceback.format_exc()
-    with open(result_path, "w", encoding="utf-8") as f:
-        f.write(outcome)
+    _record(run, result_path, str)
 
 
 def first_connect_worker(url: str, worker: int, barrier: Barrier, result_path: str) -> None:
@@ -154,13 +156,7 @@ def first_connect_worker(url: str, worker: int, barrier: Barrier, result_path: s
         finally:
             await state.close()
 
-    try:
-        asyncio.run(run())
-        outcome = "ok"
-    except BaseException:
-        outcome = traceback.format_exc()
-    with open(result_path, "w", encoding="utf-8") as f:
-        f.write(outcome)
+    _record(run, result_path)
 
 
 def crash_writer(url: str, ack_path: str, start: int) -> None:
