@@ -98,9 +98,11 @@ class MemoryAdapter(StateAdapter):
         return old, new  # apply() built a fresh object; the store keeps only its text
 
     async def clear(self, scope: str) -> int:
-        live = self._live_entries(scope)
-        self._data.pop(scope, None)
-        return len(live)
+        entries = self._data.pop(scope, None)
+        if not entries:
+            return 0
+        now = time.time()
+        return sum(1 for _, expires in entries.values() if expires is None or expires > now)
 
     async def cleanup(self) -> int:
         now = time.time()
