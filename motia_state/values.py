@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import re
+import sys
 import types
 import typing
 from decimal import Decimal
@@ -73,6 +74,25 @@ def _join(path: str, part: object) -> str:
 MAX_DEPTH = 256
 
 
+# Ints longer than this get the exact test below; Python's lowest allowed digit limit (640) is ~2,126 bits.
+_INT_PRETEST_BITS = 2_000
+
+
+def _max_int_bits() -> int:
+    # Python refuses int <-> decimal text beyond sys.get_int_max_str_digits() digits (0 = no limit); stay
+    # a little under it so that encode and decode can never fail on a checked value.
+    digits = sys.get_int_max_str_digits()
+    return sys.maxsize if digits == 0 else int((digits - 1) * 3.3219)
+
+
+def _check_int(value: int) -> None:
+    if value.bit_length() > _max_int_bits():
+        raise _Invalid(
+            f"the integer has more digits than Python converts to text (sys.get_int_max_str_digits() = "
+            f"{sys.get_int_max_str_digits()}); store it as a string, or raise that limit"
+        )
+
+
 def _check_str(text: str, what: str = "the string") -> None:
     if "\x00" in text:
         raise _Invalid(f"{what} contains U+0000, which no backend can store")
@@ -90,7 +110,11 @@ def _walk(value: Any, depth: int = 0) -> Any:
     if t is str:
         _check_str(value)
         return value
-    if t is int or t is bool or value is None:
+    if t is int:
+        if value.bit_length() > _INT_PRETEST_BITS:
+            _check_int(value)
+        return value
+    if t is bool or value is None:
         return value
     if t is float:
         if not math.isfinite(value):
@@ -113,7 +137,12 @@ def _walk(value: Any, depth: int = 0) -> Any:
                         exc.parts.append(k)
                         raise
                 nv = v
-            elif tv is int or tv is bool or v is None or (tv is float and math.isfinite(v)):
+            elif (
+                (tv is int and v.bit_length() <= _INT_PRETEST_BITS)
+                or tv is bool
+                or v is None
+                or (tv is float and math.isfinite(v))
+            ):
                 nv = v
             else:
                 try:

@@ -82,6 +82,19 @@ async def test_exact_round_trip_through_set_many_and_update(state: StateManager)
     assert_same(await state.get("s", "doc"), expected)
 
 
+async def test_huge_ints_round_trip_or_are_refused_cleanly(state: StateManager) -> None:
+    big = {"n": 10**4000 + 7, "neg": -(10**4000)}
+    await state.set("s", "big", big)
+    assert_same(await state.get("s", "big"), big)
+    # Past Python's int/str conversion limit (4300 digits by default) no JSON text can hold it.
+    with pytest.raises(StateValueError) as info:
+        await state.set("s", "huge", {"x": [1, 10**5000]})
+    assert info.value.path == "value['x'][1]"
+    with pytest.raises(StateValueError):
+        await state.set("s", "huge", -(10**5000))
+    assert await state.keys("s") == ["big"]
+
+
 async def test_large_value(state: StateManager) -> None:
     value = {"blob": "x" * 1_000_000, "items": [{"i": i, "f": i / 7} for i in range(2000)]}
     await state.set("s", "big", value)

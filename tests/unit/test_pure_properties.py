@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from typing import Any
 
 import pytest
@@ -82,3 +83,14 @@ def test_non_finite_floats_are_rejected_with_their_path(bad: float) -> None:
     with pytest.raises(StateValueError) as info:
         check_value({"x": [1, bad]}, "s", "k")
     assert info.value.path == "value['x'][1]"
+
+
+def test_int_limit_follows_pythons_setting() -> None:
+    old = sys.get_int_max_str_digits()
+    try:
+        sys.set_int_max_str_digits(640)
+        with pytest.raises(StateValueError, match="digits"):
+            check_value({"n": 10**700}, "s", "k")
+        assert decode(encode(check_value(10**600, "s", "k"))) == 10**600
+    finally:
+        sys.set_int_max_str_digits(old)
