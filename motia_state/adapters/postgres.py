@@ -152,6 +152,9 @@ _SESSION: Final = {"plan_cache_mode": "force_generic_plan"}
 # against 2, 3 and 16 at concurrency 2-16, it makes the largest batches (one commit for all queued sets)
 # and the most operations per second; a lone call still goes straight out.
 _IN_FLIGHT: Final = 1
+# Seconds one statement may take before it fails with StateBackendError: a frozen server or network must
+# not hang a worker forever. Far above anything this adapter sends (cleanup batches, lock waits included).
+_DEFAULT_COMMAND_TIMEOUT: Final = 60.0
 _CONTENDED_FOR: Final = 1.0  # seconds of going straight to the locking update after a lost race
 _MAX_RETRIES: Final = 50
 
@@ -455,7 +458,7 @@ class PostgresAdapter(StateAdapter):
         migrate: str = "auto",
         pool_size: int = 10,
         connect_timeout: float = 10.0,
-        command_timeout: float | None = None,
+        command_timeout: float | None = _DEFAULT_COMMAND_TIMEOUT,
         sslmode: str | None = None,
     ) -> None:
         if sslmode is not None and sslmode not in _SSLMODES:
