@@ -7,33 +7,21 @@ from typing import Any
 
 import pytest
 
-from motia_state import StateAdapter, StateItem, StateManager
+from motia_state import StateItem, StateManager
 from motia_state.ops import Filter
+from tests.test_custom_adapter import FiveMethodAdapter
 
 
-class KeyedAdapter(StateAdapter):
+class KeyedAdapter(FiveMethodAdapter):
     """The reference's five methods plus ``keys``/``list_groups``, so the default ``items`` can run."""
 
     def __init__(self) -> None:
-        self.data: dict[tuple[str, str], Any] = {}
+        super().__init__()
         self.reads: list[str] = []
 
     async def get(self, scope: str, key: str) -> Any:
         self.reads.append(key)
-        return self.data.get((scope, key))
-
-    async def set(self, scope: str, key: str, value: Any) -> None:
-        self.data[(scope, key)] = value
-
-    async def delete(self, scope: str, key: str) -> None:
-        self.data.pop((scope, key), None)
-
-    async def clear(self, scope: str) -> None:
-        for k in [k for k in self.data if k[0] == scope]:
-            del self.data[k]
-
-    async def cleanup(self) -> None:
-        return None
+        return await super().get(scope, key)
 
     async def keys(self, scope: str) -> list[str]:
         return [k for s, k in self.data if s == scope]

@@ -62,17 +62,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+def sql_url(request: pytest.FixtureRequest) -> str:
     """An empty database of each SQL kind."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    require("postgres")
-    db = await create_pg_database()
-    try:
-        yield pg_url_of(db)
-    finally:
-        await drop_pg_database(db)
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_db_url"))
 
 
 SqlFetch = Callable[[str, str], object]
