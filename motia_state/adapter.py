@@ -14,7 +14,7 @@ import bisect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 from .ops import Filter, match
@@ -46,11 +46,6 @@ class Entry:
 
     value: Any
     expires_at: datetime | None = None
-
-
-def expiry_from_ttl(ttl: float | None) -> datetime | None:
-    """Absolute expiry for a write happening now."""
-    return None if ttl is None else datetime.fromtimestamp(time.time() + ttl, UTC)
 
 
 def seconds_left(expires_at: datetime | None) -> float | None:

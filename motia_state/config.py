@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from .errors import StateConfigError, mask_secrets, mask_url
 
@@ -327,14 +327,3 @@ def load_settings(path: str | Path | None, options: Mapping[str, object], *, url
     if "ttl" in options:
         ttl = override_ttl
     return Settings(kind, resolved, ttl, opts)
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file path of a sqlite URL (None for :memory:)."""
-    parts = urlsplit(url)
-    path = url.split("://", 1)[1]
-    if parts.netloc:
-        return None
-    path = path[1:] if path.startswith("/") else path
-    path = path.split("?", 1)[0]
-    return None if path in ("", ":memory:") else path
