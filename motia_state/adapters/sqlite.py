@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import queue
+import random
 import sqlite3
 import threading
 import time
@@ -508,7 +509,7 @@ class SQLiteAdapter(StateAdapter):
             try:
                 # WAL lets readers and one writer share the file across processes; NORMAL is durable
                 # across application crashes and only fsyncs at checkpoints.
-                conn.execute("PRAGMA journal_mode = WAL")
+                self._use_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
             except BaseException:
                 conn.close()
@@ -516,6 +517,27 @@ class SQLiteAdapter(StateAdapter):
             return conn
         except sqlite3.Error as exc:
             raise self._wrap(exc) from exc
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the file in WAL mode (a lasting property of the file, so usually already done).
+
+        Switching needs every other connection out of the way, and SQLite reports BUSY for it without
+        waiting on busy_timeout: when many processes open a brand-new file at once, retry until it is.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                    return
+                # A refused switch may also just answer with the old mode.
+                if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() == "wal":
+                    return
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError("database is locked: could not switch the file to WAL mode")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.01 + random.random() * 0.04)
 
     def _connect_file(self, target: str, *, uri: bool) -> sqlite3.Connection:
         # isolation_level=None: we write BEGIN IMMEDIATE / COMMIT ourselves.
