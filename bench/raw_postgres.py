@@ -1,6 +1,6 @@
 """Raw baseline for the Postgres adapter: asyncpg, one prepared statement per operation, same SQL text.
 
-The statements are imported from ``motia_state.adapters.postgres`` so the baseline sends exactly the text
+The statements are imported from ``motia_state.backends.postgres.statements`` so the baseline sends exactly the text
 the adapter sends (expiry filter included); asyncpg prepares and caches each per connection, as it does for
 the adapter. The pool is the adapter's size, with the adapter's pool settings (set
 MOTIA_STATE_BENCH_PG_DEFAULT_POOL=1 for asyncpg's defaults, whose reset on release costs a round trip).
@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from motia_state.adapters import postgres as pg
+from motia_state.backends.postgres import statements as pg
 
 __all__ = ["RawPostgres"]
 
@@ -62,39 +62,39 @@ class RawPostgres:
         await self.pool.execute("TRUNCATE motia_state")
 
     async def get(self, scope: str, key: str) -> Any:
-        text = await self.pool.fetchval(pg._GET, scope, key)
+        text = await self.pool.fetchval(pg.GET, scope, key)
         return None if text is None else json.loads(text)
 
     async def set(self, scope: str, key: str, value: Any) -> Any:
         text = _dumps(value)
         while True:
-            old, written = await self.pool.fetchrow(pg._SET, scope, key, text, None)
+            old, written = await self.pool.fetchrow(pg.SET, scope, key, text, None)
             if written:
                 return None if old is None else json.loads(old)
 
     async def update_inc(self, scope: str, key: str) -> Any:
         # The adapter's optimistic path: read with the row version, write if unchanged (two statements).
         while True:
-            row = await self.pool.fetchrow(pg._READ_VERSIONED, scope, key)
+            row = await self.pool.fetchrow(pg.READ_VERSIONED, scope, key)
             value = json.loads(row[0]) if row is not None and row[1] else {}
             value["count"] = value.get("count", 0) + 1
             text = _dumps(value)
             if row is None:
-                ok = await self.pool.fetchval(pg._INSERT_NEW, scope, key, text, None)
+                ok = await self.pool.fetchval(pg.INSERT_NEW, scope, key, text, None)
             else:
-                ok = await self.pool.fetchval(pg._CAS_LIVE, scope, key, text, row[2])
+                ok = await self.pool.fetchval(pg.CAS_LIVE, scope, key, text, row[2])
             if ok is not None:
                 return value
 
     async def list(self, scope: str) -> list[Any]:
-        return [json.loads(r[0]) for r in await self.pool.fetch(pg._VALUES, scope)]
+        return [json.loads(r[0]) for r in await self.pool.fetch(pg.VALUES, scope)]
 
     async def set_many(self, scope: str, mapping: Mapping[str, Any]) -> None:
         keys = list(mapping)
-        await self.pool.execute(pg._SET_MANY, scope, keys, [_dumps(mapping[k]) for k in keys], None)
+        await self.pool.execute(pg.SET_MANY, scope, keys, [_dumps(mapping[k]) for k in keys], None)
 
     async def clear(self, scope: str) -> int:
-        return int(await self.pool.fetchval(pg._CLEAR, scope))
+        return int(await self.pool.fetchval(pg.CLEAR, scope))
 
     # --- scale runs ------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Raw baseline for the Redis adapter: redis-py (hiredis parser) sending the adapter's exact commands.
 
 The same keys (``<prefix>{<scope>}:<key>``, the scope's sorted-set index, the scope registry) and the same
-commands and Lua scripts as ``motia_state.adapters.redis`` (the script texts are imported from it, so the two
+commands and Lua scripts as ``motia_state.backends.redis.scripts`` (the script texts are imported from it, so the two
 cannot drift), through redis-py's ordinary client and a blocking pool of the adapter's size; no motia-state
 layer (no validation, no error translation, no retry loop, no semaphore).
 """
@@ -15,17 +15,17 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from motia_state.adapters import redis as adapter_module
+from motia_state.backends.redis import scripts
 
 __all__ = ["RawRedis"]
 
 PREFIX = "motia:state:"
 REGISTRY = PREFIX + "__scopes__"
-_SET = adapter_module._SET
-_CAS = adapter_module._CAS
-_VALUES = adapter_module._VALUES
-_CLEAR = adapter_module._CLEAR
-_SET_MANY = adapter_module._SET_MANY
+_SET = scripts.SET
+_CAS = scripts.CAS
+_VALUES = scripts.VALUES
+_CLEAR = scripts.CLEAR
+_SET_MANY = scripts.SET_MANY
 
 
 def _dumps(value: Any) -> str:

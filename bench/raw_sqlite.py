@@ -1,6 +1,6 @@
 """Raw baseline for the SQLite adapter: aiosqlite, one connection, the adapter's SQL, WAL.
 
-Same statements (imported from ``motia_state.adapters.sqlite``), same pragmas (WAL, synchronous=NORMAL), same
+Same statements (imported from ``motia_state.backends.sqlite.statements``), same pragmas (WAL, synchronous=NORMAL), same
 timestamp text. Each call is the ordinary aiosqlite way: one ``execute_fetchall`` per statement (one thread
 hop each); writes that the adapter makes atomic (read the old value, then upsert) run between
 ``BEGIN IMMEDIATE`` and ``COMMIT``, as they must to be atomic too, one task at a time (an asyncio.Lock, since
@@ -18,7 +18,7 @@ from typing import Any
 
 import aiosqlite
 
-from motia_state.adapters import sqlite as sq
+from motia_state.backends.sqlite import statements as sq
 
 __all__ = ["RawSQLite"]
 
@@ -64,7 +64,7 @@ class RawSQLite:
         await self.c.execute("DELETE FROM motia_state")
 
     async def get(self, scope: str, key: str) -> Any:
-        rows = list(await self.c.execute_fetchall(sq._SQL_GET, (scope, key, _ts(time.time()))))
+        rows = list(await self.c.execute_fetchall(sq.SQL_GET, (scope, key, _ts(time.time()))))
         return json.loads(rows[0][0]) if rows else None
 
     async def set(self, scope: str, key: str, value: Any) -> Any:
@@ -74,8 +74,8 @@ class RawSQLite:
             await db.execute("BEGIN IMMEDIATE")
             try:
                 now = _ts(time.time())
-                rows = list(await db.execute_fetchall(sq._SQL_GET, (scope, key, now)))
-                await db.execute(sq._SQL_UPSERT, (scope, key, text, None, now, now))
+                rows = list(await db.execute_fetchall(sq.SQL_GET, (scope, key, now)))
+                await db.execute(sq.SQL_UPSERT, (scope, key, text, None, now, now))
                 await db.execute("COMMIT")
             except BaseException:
                 await db.execute("ROLLBACK")
@@ -88,11 +88,11 @@ class RawSQLite:
             await db.execute("BEGIN IMMEDIATE")
             try:
                 now = _ts(time.time())
-                rows = list(await db.execute_fetchall(sq._SQL_GET_ENTRY, (scope, key, now)))
+                rows = list(await db.execute_fetchall(sq.SQL_GET_ENTRY, (scope, key, now)))
                 value = json.loads(rows[0][0]) if rows else {}
                 value["count"] = value.get("count", 0) + 1
                 expires = rows[0][1] if rows else None
-                await db.execute(sq._SQL_UPSERT, (scope, key, _dumps(value), expires, now, now))
+                await db.execute(sq.SQL_UPSERT, (scope, key, _dumps(value), expires, now, now))
                 await db.execute("COMMIT")
             except BaseException:
                 await db.execute("ROLLBACK")
@@ -100,7 +100,7 @@ class RawSQLite:
         return value
 
     async def list(self, scope: str) -> list[Any]:
-        rows = await self.c.execute_fetchall(sq._SQL_VALUES, (scope, _ts(time.time())))
+        rows = await self.c.execute_fetchall(sq.SQL_VALUES, (scope, _ts(time.time())))
         return [json.loads(r[0]) for r in rows]
 
     async def set_many(self, scope: str, mapping: Mapping[str, Any]) -> None:
@@ -110,7 +110,7 @@ class RawSQLite:
         async with self.tx:
             await db.execute("BEGIN IMMEDIATE")
             try:
-                await db.executemany(sq._SQL_UPSERT, rows)
+                await db.executemany(sq.SQL_UPSERT, rows)
                 await db.execute("COMMIT")
             except BaseException:
                 await db.execute("ROLLBACK")
@@ -120,9 +120,9 @@ class RawSQLite:
         # One statement in autocommit mode is its own transaction (but not inside another task's).
         now = _ts(time.time())
         # The adapter's statement returns each removed row's expiry (or, in older versions, a live flag).
-        params = (scope,) if sq._SQL_CLEAR.count("?") == 1 else (scope, now)
+        params = (scope,) if sq.SQL_CLEAR.count("?") == 1 else (scope, now)
         async with self.tx:
-            rows = await self.c.execute_fetchall(sq._SQL_CLEAR, params)
+            rows = await self.c.execute_fetchall(sq.SQL_CLEAR, params)
         if params == (scope,):
             return sum(1 for (expires,) in rows if expires is None or expires > now)
         return sum(1 for r in rows if r[0])

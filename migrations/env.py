@@ -19,9 +19,11 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from motia_state.adapters.sql import sqlalchemy_async_url
-from motia_state.migrate import include_name, include_object
-from motia_state.schema import VERSION_TABLE, metadata
+from motia_state.sql import VERSION_TABLE
+from motia_state.sql.connect import engine_args, sqlalchemy_url
+from motia_state.sql.migrate import include_name, include_object
+from motia_state.sql.schema import metadata
+from motia_state.urls import StoreURL, parse_url
 
 config = context.config
 
@@ -32,12 +34,12 @@ if config.config_file_name is not None and "connection" not in config.attributes
 target_metadata = metadata
 
 
-def _url() -> str:
+def _url() -> StoreURL:
     url = config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url")
     url = url or os.environ.get("MOTIA_STATE_URL") or config.get_main_option("sqlalchemy.url")
     if not url:
         raise SystemExit("motia-state migrations need a database: set MOTIA_STATE_URL or pass -x url=...")
-    return sqlalchemy_async_url(str(url))
+    return url if isinstance(url, StoreURL) else parse_url(str(url))
 
 
 _OPTIONS: dict[str, Any] = {
@@ -52,7 +54,7 @@ _OPTIONS: dict[str, Any] = {
 
 def run_migrations_offline() -> None:
     """Emit the SQL instead of running it."""
-    context.configure(url=_url(), literal_binds=True, dialect_opts={"paramstyle": "named"}, **_OPTIONS)
+    context.configure(url=sqlalchemy_url(_url()), literal_binds=True, dialect_opts={"paramstyle": "named"}, **_OPTIONS)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -66,7 +68,8 @@ def do_run_migrations(connection: Connection) -> None:
 
 async def run_async_migrations() -> None:
     """Command-line path: a short-lived async engine."""
-    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+    target, args = engine_args(_url(), connect_timeout=10.0)
+    engine = create_async_engine(target, poolclass=pool.NullPool, **args)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)

@@ -12,22 +12,42 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from .ops import Filter, match
 
 __all__ = ["Entry", "SetResult", "StateAdapter", "StateItem"]
 
 
+_SET_RESULT_FIELDS: Final = ("old_value", "new_value")
+
+
 @dataclass(frozen=True, slots=True)
-class SetResult:
-    """What ``set`` and ``update`` return: the value before and after the write."""
+class SetResult(Mapping[str, Any]):
+    """What ``set`` and ``update`` return: the value before and after the write.
+
+    Also a read-only mapping with the keys ``old_value`` and ``new_value``, the shape Motia's engine
+    returns: ``result["new_value"]`` and ``dict(result)`` work as in a Motia handler.
+    """
 
     old_value: Any
     new_value: Any
+
+    def __getitem__(self, name: str) -> Any:
+        if name == "old_value":
+            return self.old_value
+        if name == "new_value":
+            return self.new_value
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_SET_RESULT_FIELDS)
+
+    def __len__(self) -> int:
+        return 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +194,7 @@ class StateAdapter:
         point, for keyset paging. The manager passes it only when it is not None, so an override written
         before it existed keeps working for ordinary calls; such an override should add the parameter.
         """
-        scopes = [scope] if scope is not None else sorted(await self.list_groups())
+        scopes = [scope] if scope is not None else sorted(set(await self.list_groups()))
         out: list[StateItem] = []
         for s in scopes:
             names = sorted(await self.keys(s))

@@ -1,8 +1,13 @@
-"""config.yml / URL / environment -> an adapter (SPEC §1)."""
+"""config.yml / URL / environment -> :class:`Settings` -> an adapter (SPEC §1).
+
+Where the store is: an explicit URL (``from_url``, ``--url``) > ``MOTIA_STATE_URL`` > the ``state:`` block
+of config.yml > the SQLite default. A URL given explicitly or by the environment takes no option from a
+config.yml it did not name: only a config file passed by path (``from_config(path)``, ``--config``) adds
+its options to it. The backends and their options come from the registry (:mod:`motia_state.backends`).
+"""
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import warnings
@@ -10,9 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-from urllib.parse import quote
 
-from .errors import StateConfigError, mask_secrets, mask_url
+from .backends import ALL_OPTIONS, BACKENDS, DEFAULT_SQLITE_PATH, Backend, backend_named, positive_number, resolve
+from .backends import text as _text
+from .errors import StateConfigError
+from .urls import StoreURL
 
 if TYPE_CHECKING:
     from .adapter import StateAdapter
@@ -21,90 +28,27 @@ __all__ = ["DEFAULT_SQLITE_PATH", "ENV_URL", "Settings", "load_settings", "setti
 
 M = TypeVar("M")
 
-DEFAULT_SQLITE_PATH: Final = ".motia/motia.state.db"
 DEFAULT_CONFIG: Final = "config.yml"
 ENV_URL: Final = "MOTIA_STATE_URL"
-ADAPTERS: Final = ("sqlite", "postgres", "redis", "memory")
-
-_SCHEMES: Final = {
-    "sqlite": "sqlite",
-    "sqlite+aiosqlite": "sqlite",
-    "postgresql": "postgres",
-    "postgresql+asyncpg": "postgres",
-    "postgres": "postgres",
-    "redis": "redis",
-    "rediss": "redis",
-    "memory": "memory",
-}
-
-
-def _positive_number(value: object) -> float:
-    if type(value) is str:
-        value = float(value)
-    if type(value) is bool or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ValueError("a number > 0")
-    return float(value)
-
-
-def _positive_int(value: object) -> int:
-    if type(value) is str and value.strip().isdigit():
-        value = int(value)
-    if type(value) is not int or value < 1:
-        raise ValueError("a whole number >= 1")
-    return value
 
 
 def _port(value: object) -> int:
-    port = _positive_int(value)
-    if port > 65535:
+    if type(value) is str and value.strip().isdigit():
+        value = int(value)
+    if type(value) is not int or not 0 < value < 65536:
         raise ValueError("a port number 1-65535")
-    return port
-
-
-def _text(value: object) -> str:
-    if type(value) in (int, float):
-        return str(value)
-    if type(value) is not str or not value:
-        raise ValueError("a non-empty string")
-    return value
-
-
-def _migrate(value: object) -> str:
-    if value is False:
-        return "off"
-    if value not in ("auto", "check", "off"):
-        raise ValueError("one of auto, check, off")
-    assert isinstance(value, str)
     return value
 
 
 def _database(value: object) -> str:
-    if type(value) is int:
-        return str(value)
-    return _text(value)
+    return str(value) if type(value) is int else _text(value)
 
 
-# Option name -> converter; the converter raises ValueError("what is allowed").
-_OPTIONS: Final[dict[str, Callable[[object], object]]] = {
-    "ttl": _positive_number,
-    "migrate": _migrate,
-    "pool_size": _positive_int,
-    "connect_timeout": _positive_number,
-    "command_timeout": _positive_number,
-    "busy_timeout": _positive_number,
-    "sslmode": _text,
-    "key_prefix": lambda v: v if type(v) is str else _text(v),
-}
+def _password(value: object) -> str:
+    return value if type(value) is str else _text(value)
 
-# Which options each adapter takes (besides ttl, which the manager takes).
-_ADAPTER_OPTIONS: Final[dict[str, frozenset[str]]] = {
-    "memory": frozenset(),
-    "sqlite": frozenset({"migrate", "busy_timeout", "connect_timeout"}),
-    "postgres": frozenset({"migrate", "pool_size", "connect_timeout", "command_timeout", "sslmode"}),
-    "redis": frozenset({"key_prefix", "pool_size", "connect_timeout"}),
-}
 
-# Keys of the config.yml block that describe where the store is (turned into a URL).
+# Keys of the config.yml block that say where the store is (turned into a URL by the backend).
 _LOCATION_KEYS: Final[dict[str, Callable[[object], object]]] = {
     "adapter": _text,
     "url": _text,
@@ -113,94 +57,93 @@ _LOCATION_KEYS: Final[dict[str, Callable[[object], object]]] = {
     "port": _port,
     "user": _text,
     "username": _text,
-    "password": lambda v: v if type(v) is str else _text(v),
+    "password": _password,
     "database": _database,
 }
-
-_ALLOWED_KEYS: Final = sorted({*_LOCATION_KEYS, *_OPTIONS})
+_ALLOWED_KEYS: Final = sorted({*_LOCATION_KEYS, "ttl", *ALL_OPTIONS})
+_ADAPTER_NAMES: Final = tuple(b.name for b in BACKENDS)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """A resolved store location and its options."""
+    """A resolved store: its backend, URL (parsed once) and options."""
 
-    kind: str
-    url: str
+    backend: Backend
+    store_url: StoreURL
     ttl: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def kind(self) -> str:
+        """The backend's name: sqlite, postgres, redis or memory."""
+        return self.backend.name
+
+    @property
+    def url(self) -> str:
+        """The URL as given. Never print it: :attr:`masked_url` is the form to show."""
+        return self.store_url.raw
+
+    @property
+    def masked_url(self) -> str:
+        """The URL with its password masked."""
+        return self.store_url.masked
+
     def __repr__(self) -> str:
-        return f"Settings(kind={self.kind!r}, url={mask_url(self.url)!r}, ttl={self.ttl!r}, options={self.options!r})"
+        return f"Settings(kind={self.kind!r}, url={self.masked_url!r}, ttl={self.ttl!r}, options={self.options!r})"
 
     def create_adapter(self) -> StateAdapter:
         """Instantiate the adapter (importing only its driver)."""
-        if self.kind == "memory":
-            from .adapters.memory import MemoryAdapter
-
-            return MemoryAdapter()
-        if self.kind == "redis":
-            from .adapters.redis import RedisAdapter
-
-            return RedisAdapter(self.url, **self.options)
-        from .adapters.sql import SQLAdapter
-
-        return SQLAdapter(self.url, **self.options)
+        return self.backend.create(self.store_url, self.options)
 
     def build(self, manager_cls: Callable[..., M]) -> M:
         """A manager of ``manager_cls`` over a new adapter."""
         return manager_cls(self.create_adapter(), ttl=self.ttl)
 
 
-def kind_of_url(url: object, source: str = "url") -> str:
-    """The adapter kind a URL names, or StateConfigError."""
-    if type(url) is not str or "://" not in url:
-        shown = mask_url(url) if isinstance(url, str) else repr(url)
-        raise StateConfigError(
-            f"{source}: {shown!r} is not a store URL; use sqlite:///PATH, postgresql://…, redis://… or memory://"
-        )
-    scheme = url.split("://", 1)[0].lower()
-    kind = _SCHEMES.get(scheme)
-    if kind is None:
-        raise StateConfigError(
-            f"{source}: unknown URL scheme {scheme!r} in {mask_url(url)!r}; allowed: {', '.join(sorted(_SCHEMES))}"
-        )
-    return kind
-
-
-def _convert(source: str, name: str, value: object, table: Mapping[str, Callable[[object], object]]) -> object:
-    try:
-        return table[name](value)
-    except (ValueError, TypeError) as exc:
-        shown = "***" if name.endswith("password") else repr(value)
-        raise StateConfigError(f"{source}: {name} must be {exc}, got {shown}") from None
-
-
-def _options(kind: str, raw: Mapping[str, object], source: str, *, strict: bool) -> tuple[float | None, dict[str, Any]]:
+def _options(
+    backend: Backend, raw: Mapping[str, object], source: str, *, strict: bool
+) -> tuple[float | None, dict[str, Any]]:
+    """``ttl`` and the backend's options from ``raw``; ``strict`` refuses options of other backends."""
     ttl: float | None = None
     options: dict[str, Any] = {}
     for name, value in raw.items():
-        if name not in _OPTIONS:
-            raise StateConfigError(f"{source}: unknown option {name!r}; allowed: {', '.join(sorted(_OPTIONS))}")
+        if name != "ttl" and name not in ALL_OPTIONS:
+            allowed = ", ".join(sorted({"ttl", *ALL_OPTIONS}))
+            raise StateConfigError(f"{source}: unknown option {name!r}; allowed: {allowed}")
         if value is None:
             continue
-        converted = _convert(source, name, value, _OPTIONS)
         if name == "ttl":
-            ttl = float(converted)  # type: ignore[arg-type]
-        elif name in _ADAPTER_OPTIONS[kind]:
-            options[name] = converted
+            try:
+                ttl = positive_number(value)
+            except ValueError as exc:
+                raise StateConfigError(f"{source}: ttl must be {exc} (seconds), got {value!r}") from None
+            continue
+        option = backend.option(name)
+        if option is not None:
+            options[name] = option(value, source)
         elif strict:
             raise StateConfigError(
-                f"{source}: option {name!r} does not apply to the {kind} adapter;"
-                f" it takes: {', '.join(sorted(_ADAPTER_OPTIONS[kind] | {'ttl'}))}"
+                f"{source}: option {name!r} does not apply to the {backend.name} adapter;"
+                f" it takes: {', '.join(sorted(backend.option_names | {'ttl'}))}"
             )
     return ttl, options
 
 
-def settings_from_url(url: str, options: Mapping[str, object]) -> Settings:
-    """Settings for ``StateManager.from_url``: the URL and keyword options only."""
-    kind = kind_of_url(url)
-    ttl, opts = _options(kind, options, "StateManager.from_url", strict=True)
-    return Settings(kind, url, ttl, opts)
+def _from_query(backend: Backend, url: StoreURL, source: str) -> tuple[StoreURL, dict[str, Any]]:
+    """The backend's own options written in the URL's query (``?migrate=check``), moved out of it."""
+    found = {k: v for k, v in url.query if k in backend.option_names}
+    if not found:
+        return url, {}
+    _, options = _options(backend, found, f"{source} (query parameter)", strict=True)
+    return url.without(found), options
+
+
+def settings_from_url(url: str, options: Mapping[str, object], *, source: str = "url") -> Settings:
+    """Settings from a URL and keyword options only (``StateManager.from_url``, ``--url``)."""
+    backend, parsed = resolve(url, source)
+    parsed, query_options = _from_query(backend, parsed, source)
+    ttl, opts = _options(backend, options, "StateManager.from_url" if source == "url" else source, strict=True)
+    return Settings(backend, parsed, ttl, {**query_options, **opts})
 
 
 _VAR: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -224,6 +167,15 @@ def _expand(value: object, source: str, key: str) -> object:
     return _VAR.sub(sub, value)
 
 
+def _yaml_error(source: str, exc: Exception) -> StateConfigError:
+    """Where the YAML breaks (file, line, column) and why, never the text of the line: it may hold a password."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None)
+    reason = f" ({problem})" if isinstance(problem, str) and len(problem) < 80 and "'" not in problem else ""
+    return StateConfigError(f"{source}: not valid YAML{where}{reason}; fix the file (the line is not shown here)")
+
+
 def _read_block(path: Path) -> dict[str, object]:
     import yaml
 
@@ -232,10 +184,12 @@ def _read_block(path: Path) -> dict[str, object]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise StateConfigError(f"{source}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise StateConfigError(f"{source}: the config file is not UTF-8 text") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise StateConfigError(f"{source}: not valid YAML: {mask_secrets(str(exc))}") from None
+        raise _yaml_error(source, exc) from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -247,18 +201,29 @@ def _read_block(path: Path) -> dict[str, object]:
         raise StateConfigError(f"{source}: 'state' must be a mapping of settings, got {type(block).__name__}")
     out: dict[str, object] = {}
     for key, value in block.items():
-        if key not in _LOCATION_KEYS and key not in _OPTIONS:
+        if key not in _LOCATION_KEYS and key != "ttl" and key not in ALL_OPTIONS:
             raise StateConfigError(f"{source}: unknown key state.{key}; allowed: {', '.join(_ALLOWED_KEYS)}")
         out[str(key)] = _expand(value, source, str(key))
     return out
 
 
-def _url_from_block(block: Mapping[str, object], source: str) -> tuple[str, str]:
-    loc = {
-        k: _convert(source, f"state.{k}", v, {f"state.{k}": _LOCATION_KEYS[k]})
-        for k, v in block.items()
-        if k in _LOCATION_KEYS and v is not None
-    }
+def _convert_location(block: Mapping[str, object], source: str) -> dict[str, Any]:
+    loc: dict[str, Any] = {}
+    for k, v in block.items():
+        if k not in _LOCATION_KEYS or v is None:
+            continue
+        try:
+            loc[k] = _LOCATION_KEYS[k](v)
+        except (ValueError, TypeError) as exc:
+            shown = "***" if k == "password" else repr(v)
+            raise StateConfigError(f"{source}: state.{k} must be {exc}, got {shown}") from None
+    if "username" in loc:
+        loc.setdefault("user", loc.pop("username"))
+    return loc
+
+
+def _location(block: Mapping[str, object], source: str) -> tuple[Backend, StoreURL]:
+    loc = _convert_location(block, source)
     adapter = loc.get("adapter")
     if adapter == "file":
         warnings.warn(
@@ -268,62 +233,53 @@ def _url_from_block(block: Mapping[str, object], source: str) -> tuple[str, str]
             stacklevel=4,
         )
         adapter = "sqlite"
-    if adapter is not None and adapter not in ADAPTERS:
-        raise StateConfigError(f"{source}: state.adapter {adapter!r} is unknown; allowed: {', '.join(ADAPTERS)}, file")
+    named = None if adapter is None else backend_named(str(adapter))
+    if adapter is not None and named is None:
+        allowed = ", ".join(_ADAPTER_NAMES)
+        raise StateConfigError(f"{source}: state.adapter {adapter!r} is unknown; allowed: {allowed}, file")
     if "url" in loc:
-        url = str(loc["url"])
-        kind = kind_of_url(url, f"{source}: state.url")
-        if adapter is not None and adapter != kind:
-            raise StateConfigError(f"{source}: state.adapter is {adapter!r} but state.url is a {kind} URL")
-        return kind, url
-    kind = str(adapter or "sqlite")
-    if kind == "memory":
-        return kind, "memory://"
-    if kind == "sqlite":
-        return kind, "sqlite:///" + str(loc.get("path", DEFAULT_SQLITE_PATH))
-    user = loc.get("user", loc.get("username"))
-    password = loc.get("password")
-    auth = ""
-    if user is not None or password is not None:
-        auth = quote(str(user or ""), safe="")
-        if password is not None:
-            auth += ":" + quote(str(password), safe="")
-        auth += "@"
-    host = str(loc.get("host", "localhost"))
-    if ":" in host:
-        host = f"[{host}]"
-    if kind == "postgres":
-        port = loc.get("port", 5432)
-        database = loc.get("database", "postgres")
-        return kind, f"postgresql://{auth}{host}:{port}/{quote(str(database), safe='')}"
-    port = loc.get("port", 6379)
-    database = loc.get("database", 0)
-    if not str(database).isdigit():
-        raise StateConfigError(f"{source}: state.database for redis must be a db number, got {database!r}")
-    return kind, f"redis://{auth}{host}:{port}/{database}"
+        backend, url = resolve(str(loc["url"]), f"{source}: state.url")
+        if named is not None and named is not backend:
+            raise StateConfigError(f"{source}: state.adapter is {named.name!r} but state.url is a {backend.name} URL")
+        return backend, url
+    backend = named or BACKENDS[0]
+    try:
+        text = backend.url_from_fields(loc)
+    except ValueError as exc:
+        raise StateConfigError(f"{source}: {exc}") from None
+    return resolve(text, source)
 
 
 def load_settings(path: str | Path | None, options: Mapping[str, object], *, url: str | None = None) -> Settings:
-    """Resolve the store: explicit ``url`` > ``MOTIA_STATE_URL`` > config.yml > the SQLite default."""
+    """Resolve the store: explicit ``url`` > ``MOTIA_STATE_URL`` > config.yml > the SQLite default.
+
+    config.yml in the working directory is read only when no URL is given (explicitly or by the
+    environment); a config file named by ``path`` is always read, and its options apply to any URL.
+    """
+    env_url = os.environ.get(ENV_URL) or None
     if path is not None:
-        config_path = Path(path)
+        config_path: Path | None = Path(path)
+        assert config_path is not None
         if not config_path.is_file():
             raise StateConfigError(f"{config_path}: config file not found")
-    else:
+    elif url is None and env_url is None:
         config_path = Path(DEFAULT_CONFIG)
-    block = _read_block(config_path) if config_path.is_file() else {}
-    source = str(config_path)
-    kind, resolved = _url_from_block(block, source)
-    env_url = os.environ.get(ENV_URL)
+    else:
+        config_path = None
+    block = _read_block(config_path) if config_path is not None and config_path.is_file() else {}
+    source = str(config_path or DEFAULT_CONFIG)
     if url is not None:
-        kind, resolved, source = kind_of_url(url), url, "url"
-    elif env_url:
-        kind, resolved = kind_of_url(env_url, ENV_URL), env_url
-    raw = {k: v for k, v in block.items() if k in _OPTIONS}
-    # Options for another adapter (e.g. key_prefix when MOTIA_STATE_URL points at Postgres) are ignored.
-    ttl, opts = _options(kind, raw, source, strict=False)
-    override_ttl, override = _options(kind, options, "options", strict=True)
-    opts.update(override)
+        backend, parsed, source = *resolve(url, "url"), "url"
+    elif env_url is not None:
+        backend, parsed = resolve(env_url, ENV_URL)
+        source = ENV_URL
+    else:
+        backend, parsed = _location(block, source)
+    parsed, query_options = _from_query(backend, parsed, source)
+    raw = {k: v for k, v in block.items() if k == "ttl" or k in ALL_OPTIONS}
+    # Options for another backend (key_prefix when --url points at Postgres) are ignored.
+    ttl, opts = _options(backend, raw, str(config_path or source), strict=False)
+    override_ttl, override = _options(backend, options, "options", strict=True)
     if "ttl" in options:
         ttl = override_ttl
-    return Settings(kind, resolved, ttl, opts)
+    return Settings(backend, parsed, ttl, {**opts, **query_options, **override})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 __all__ = [
     "SchemaOutOfDateError",
@@ -13,7 +13,10 @@ __all__ = [
     "StateKeyError",
     "StateValueError",
     "UpdateOpError",
+    "mask_secrets",
     "mask_url",
+    "url_password",
+    "userinfo_end",
 ]
 
 
@@ -66,41 +69,50 @@ class StateBackendError(StateError):
 
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@")
+# What may follow the userinfo's '@': a host list (names, IPv6 brackets, ports, commas), then the path or end.
+_AFTER_AT = re.compile(r"[\w.\-\[\]:,%~]*(?:[/?#]|$)")
+
+
+def userinfo_end(rest: str) -> int:
+    """Index of the '@' ending the userinfo in ``rest`` (the URL after ``://``), or -1 when there is none.
+
+    The last '@' before the query string that a host part follows, so that a password holding an unencoded
+    '@' or '/' is still found whole and an '@' inside a query value is not taken for it.
+    """
+    query = rest.find("?")
+    for limit in ((query,) if query != -1 else ()) + (len(rest),):
+        at = limit
+        while (at := rest.rfind("@", 0, at)) != -1:
+            if _AFTER_AT.match(rest, at + 1):
+                return at
+    return -1
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
+    """Return ``url`` with any password replaced by ``***`` (even one pasted without percent-encoding)."""
     scheme, sep, rest = url.partition("://")
-    at = rest.rfind("@")
-    if sep and at != -1 and ":" in rest[:at] and any(c in rest[:at] for c in "@/?#"):
-        # A password with an unencoded '@', '/', '?' or '#' defeats URL parsing: hide everything up to the last '@'.
-        return f"{scheme}://{rest[:at].split(':', 1)[0]}:***@{rest[at + 1 :]}"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    if not sep:
         return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
-    if parts.password is None:
+    at = userinfo_end(rest)
+    if at == -1 or ":" not in rest[:at]:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{user}:***@{host}" + (f":{port}" if port is not None else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    user = rest[:at].split(":", 1)[0]
+    return f"{scheme}://{user}:***@{rest[at + 1 :]}"
+
+
+def url_password(url: str) -> str | None:
+    """The password of ``url`` as written (percent-encoded or not), or None."""
+    _, sep, rest = url.partition("://")
+    at = userinfo_end(rest) if sep else -1
+    if at == -1 or ":" not in rest[:at]:
+        return None
+    return rest[:at].split(":", 1)[1] or None
 
 
 def mask_secrets(text: str, url: str | None = None) -> str:
     """Remove the password of ``url`` (and of any URL in ``text``) from ``text``."""
-    if url:
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
-        if password:
-            for secret in {password, unquote(password)}:
-                text = text.replace(secret, "***")
+    password = url_password(url) if url else None
+    if password:
+        for secret in sorted({password, unquote(password)}, key=len, reverse=True):
+            text = text.replace(secret, "***")
     return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)

@@ -235,15 +235,23 @@ class StateManager:
             self._raise(exc)
         return removed if isinstance(removed, int) else 0
 
-    async def list(self, scope: str) -> builtins.list[Any]:
-        """The live values of ``scope``, ordered by key."""
+    @overload
+    async def list(self, scope: str) -> builtins.list[Any]: ...
+    @overload
+    async def list(self, scope: str, *, type: builtins.type[T]) -> builtins.list[T]: ...
+    @overload
+    async def list(self, scope: str, *, type: Any) -> builtins.list[Any]: ...
+
+    async def list(self, scope: str, *, type: Any = None) -> builtins.list[Any]:
+        """The live values of ``scope``, ordered by key (each rebuilt as ``type`` if given)."""
         check_name("scope", scope)
         if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
-            return await self._adapter.values(scope)
+            values = await self._adapter.values(scope)
         except Exception as exc:
             self._raise(exc)
+        return values if type is None else [rebuild(v, type) for v in values]
 
     async def get_group(self, scope: str) -> builtins.list[Any]:
         """Alias of :meth:`list`, for Motia SDKs whose state protocol calls it ``get_group``."""
@@ -264,7 +272,7 @@ class StateManager:
         if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
-            return sorted(await self._adapter.list_groups())
+            return sorted(set(await self._adapter.list_groups()))
         except Exception as exc:
             self._raise(exc)
 
@@ -275,6 +283,7 @@ class StateManager:
         filters: Iterable[Mapping[str, Any]] = (),
         limit: int | None = None,
         after: str | None = None,
+        type: Any = None,
     ) -> builtins.list[StateItem]:
         """Live entries of ``scope`` (or every scope) passing all ``filters``, ordered by scope then key.
 
@@ -288,6 +297,7 @@ class StateManager:
                 page = await state.items("orders", limit=500, after=page[-1].key)
 
         ``after`` needs a ``scope`` (a :class:`StateValueError` otherwise) and follows the key rules.
+        ``type`` rebuilds each item's value as that type (a dataclass, pydantic model, TypedDict...).
         """
         if scope is not None:
             check_name("scope", scope)
@@ -296,12 +306,12 @@ class StateManager:
                 raise StateValueError("items(after=...) pages through one scope: pass a scope as well")
             check_name("after", after)
         parsed = parse_filters(filters)
-        if limit is not None and (type(limit) is not int or limit < 0):
+        if limit is not None and (builtins.type(limit) is not int or limit < 0):
             raise StateValueError(f"limit must be an int >= 0 or None, got {limit!r}")
         if limit == 0:
             return []
-        if after is not None and not _accepts_after(type(self._adapter)):
-            name = type(self._adapter).__name__
+        if after is not None and not _accepts_after(builtins.type(self._adapter)):
+            name = builtins.type(self._adapter).__name__
             raise NotImplementedError(
                 f"{name}.items does not support paging: update its signature to"
                 " items(self, scope, filters, limit, *, after=None) and return only keys after `after`"
@@ -311,15 +321,20 @@ class StateManager:
         try:
             if after is None:
                 # Not passed at all, so custom adapters written before paging existed keep working.
-                return await self._adapter.items(scope, parsed, limit)
-            return await self._adapter.items(scope, parsed, limit, after=after)
+                found = await self._adapter.items(scope, parsed, limit)
+            else:
+                found = await self._adapter.items(scope, parsed, limit, after=after)
         except Exception as exc:
             self._raise(exc)
+        found = _unique(found)
+        if type is not None:
+            found = [StateItem(i.scope, i.key, rebuild(i.value, type), i.expires_at) for i in found]
+        return found
 
     # --- batches -------------------------------------------------------------------------------
 
-    async def get_many(self, scope: str, keys: Iterable[str]) -> dict[str, Any]:
-        """Values of ``keys`` in ``scope``; missing keys are left out."""
+    async def get_many(self, scope: str, keys: Iterable[str], *, type: Any = None) -> dict[str, Any]:
+        """Values of ``keys`` in ``scope`` (rebuilt as ``type`` if given); missing keys are left out."""
         check_name("scope", scope)
         wanted = _names(keys)
         if not wanted:
@@ -330,7 +345,9 @@ class StateManager:
             found = await self._adapter.get_many(scope, wanted)
         except Exception as exc:
             self._raise(exc)
-        return {k: found[k] for k in wanted if k in found}
+        if type is None:
+            return {k: found[k] for k in wanted if k in found}
+        return {k: rebuild(found[k], type) for k in wanted if k in found}
 
     async def set_many(self, scope: str, mapping: Mapping[str, Any], *, ttl: float | None = None) -> None:
         """Write every entry of ``mapping`` in one transaction, all or nothing."""
@@ -382,6 +399,18 @@ def _accepts_after(adapter_type: type[StateAdapter]) -> bool:
         )
     _after_support[adapter_type] = supported
     return supported
+
+
+def _unique(items: builtins.list[StateItem]) -> builtins.list[StateItem]:
+    """``items`` without a repeated (scope, key): a custom adapter may report a scope twice."""
+    seen: set[tuple[str, str]] = set()
+    out: builtins.list[StateItem] = []
+    for item in items:
+        pair = (item.scope, item.key)
+        if pair not in seen:
+            seen.add(pair)
+            out.append(item)
+    return out if len(out) != len(items) else items
 
 
 def _names(keys: Iterable[str]) -> Sequence[str]:

@@ -8,7 +8,7 @@ The helpers build the same dict shapes Motia uses::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -17,12 +17,16 @@ from .values import check_value
 
 __all__ = [
     "FILTER_OPS",
+    "FILTER_TABLE",
     "Filter",
+    "FilterOp",
     "Op",
     "append",
     "apply_ops",
+    "check_compiler",
     "decrement",
     "increment",
+    "json_kind",
     "match",
     "merge",
     "parse_filters",
@@ -254,20 +258,88 @@ def apply_ops(current: Any, ops: Sequence[Op]) -> Any:
 
 # --- filters -------------------------------------------------------------------------------------
 
-FILTER_OPS: Final = (
-    "eq",
-    "neq",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "contains",
-    "notContains",
-    "startsWith",
-    "endsWith",
-    "isNull",
-    "isNotNull",
-)
+# JSON kinds, named as Postgres's jsonb_typeof names them.
+NULL, BOOLEAN, NUMBER, STRING, ARRAY, OBJECT = "null", "boolean", "number", "string", "array", "object"
+ALL_KINDS: Final = frozenset({NULL, BOOLEAN, NUMBER, STRING, ARRAY, OBJECT})
+_NONE: Final[frozenset[str]] = frozenset()
+
+
+def json_kind(value: Any) -> str:
+    """The JSON kind of a checked value: null, boolean, number, string, array or object."""
+    if value is None:
+        return NULL
+    t = type(value)
+    if t is bool:
+        return BOOLEAN
+    if t is int or t is float:
+        return NUMBER
+    if t is str:
+        return STRING
+    return ARRAY if t is list else OBJECT
+
+
+def _same_kind_only(operand: Any) -> frozenset[str]:
+    return frozenset({json_kind(operand)})
+
+
+def _ordered(operand: Any) -> frozenset[str]:
+    kind = json_kind(operand)
+    return frozenset({kind}) if kind in (NUMBER, STRING) else _NONE
+
+
+def _containers(operand: Any) -> frozenset[str]:
+    return frozenset({STRING, ARRAY}) if type(operand) is str else frozenset({ARRAY})
+
+
+def _strings(operand: Any) -> frozenset[str]:
+    return frozenset({STRING}) if type(operand) is str else _NONE
+
+
+@dataclass(frozen=True, slots=True)
+class FilterOp:
+    """One filter operation and the one statement of its type rule.
+
+    ``kinds(operand)`` is the set of JSON kinds a field can have and still match: ``gt`` with a number
+    matches only numbers, ``startsWith`` with a non-string matches nothing. ``match`` and every SQL compiler
+    read this rule, so no backend can disagree on which types ever match.
+    """
+
+    name: str
+    needs_value: bool
+    kinds: Callable[[Any], frozenset[str]]
+
+
+#: Every filter operation (Motia's names). A SQL compiler keyed by these names is checked against it at import.
+FILTER_TABLE: Final[Mapping[str, FilterOp]] = {
+    op.name: op
+    for op in (
+        FilterOp("eq", True, _same_kind_only),
+        FilterOp("neq", True, _same_kind_only),
+        FilterOp("gt", True, _ordered),
+        FilterOp("gte", True, _ordered),
+        FilterOp("lt", True, _ordered),
+        FilterOp("lte", True, _ordered),
+        FilterOp("contains", True, _containers),
+        FilterOp("notContains", True, _containers),
+        FilterOp("startsWith", True, _strings),
+        FilterOp("endsWith", True, _strings),
+        FilterOp("isNull", False, lambda _: frozenset({NULL})),
+        FilterOp("isNotNull", False, lambda _: ALL_KINDS - {NULL}),
+    )
+}
+FILTER_OPS: Final = tuple(FILTER_TABLE)
+
+
+def check_compiler(dialect: str, compilers: Mapping[str, object]) -> frozenset[str]:
+    """Check a SQL dialect's filter compilers against the table; return the ops it leaves to Python.
+
+    A compiler for an op the table does not have is a bug (raised at import). An op the dialect does not
+    compile is checked in Python on the rows SQL returns, never turned into another op's predicate.
+    """
+    unknown = set(compilers) - set(FILTER_TABLE)
+    if unknown:
+        raise RuntimeError(f"{dialect} filter compilers for unknown ops {sorted(unknown)}; known: {FILTER_OPS}")
+    return frozenset(FILTER_TABLE) - set(compilers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +367,7 @@ def parse_filters(raw_filters: object) -> tuple[Filter, ...]:
         if not isinstance(raw, Mapping):
             raise StateValueError(f"filter {i} must be a dict with path, op and value, got {type(raw).__name__}")
         op = raw.get("op")
-        if op not in FILTER_OPS:
+        if type(op) is not str or op not in FILTER_TABLE:
             raise StateValueError(f"filter {i} has unknown op {op!r}; use one of {', '.join(FILTER_OPS)}")
         extra = set(raw) - {"path", "op", "value"}
         if extra:
@@ -305,7 +377,7 @@ def parse_filters(raw_filters: object) -> tuple[Filter, ...]:
         except ValueError as exc:
             raise StateValueError(str(exc)) from None
         value = None
-        if op not in ("isNull", "isNotNull"):
+        if FILTER_TABLE[op].needs_value:
             if "value" not in raw:
                 raise StateValueError(f"filter {i} ({op}) needs a value")
             value = check_value(raw["value"], "<filter>", str(i))
@@ -325,15 +397,9 @@ def resolve(value: Any, path: tuple[str, ...]) -> Any:
     return node
 
 
-def _same_kind(a: Any, b: Any) -> bool:
-    if _is_number(a):
-        return _is_number(b)
-    return type(a) is type(b)
-
-
 def _json_equal(a: Any, b: Any) -> bool:
     """JSON equality: numbers by value, bool never a number, containers element-wise."""
-    if not _same_kind(a, b):
+    if json_kind(a) != json_kind(b):
         return False
     if type(a) is dict:
         return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
@@ -345,40 +411,33 @@ def _json_equal(a: Any, b: Any) -> bool:
 def _match_one(value: Any, f: Filter) -> bool:
     field = resolve(value, f.path)
     op = f.op
-    if op == "isNull":
-        return field is _MISSING or field is None
     if field is _MISSING:
+        return op == "isNull"  # a missing field is null to isNull and matches nothing else
+    if json_kind(field) not in FILTER_TABLE[op].kinds(f.value):
         return False
-    if op == "isNotNull":
-        return field is not None
     operand = f.value
+    if op in ("isNull", "isNotNull"):
+        return True
     if op == "eq":
         return _json_equal(field, operand)
     if op == "neq":
-        return _same_kind(field, operand) and not _json_equal(field, operand)
-    if op in ("gt", "gte", "lt", "lte"):
-        if not ((_is_number(field) and _is_number(operand)) or (type(field) is str and type(operand) is str)):
-            return False
-        if op == "gt":
-            return bool(field > operand)
-        if op == "gte":
-            return bool(field >= operand)
-        if op == "lt":
-            return bool(field < operand)
+        return not _json_equal(field, operand)
+    if op == "gt":
+        return bool(field > operand)
+    if op == "gte":
+        return bool(field >= operand)
+    if op == "lt":
+        return bool(field < operand)
+    if op == "lte":
         return bool(field <= operand)
     if op in ("contains", "notContains"):
-        if type(field) is str:
-            if type(operand) is not str:
-                return False
-            found = operand in field
-        elif type(field) is list:
-            found = any(_json_equal(x, operand) for x in field)
-        else:
-            return False
+        found = operand in field if type(field) is str else any(_json_equal(x, operand) for x in field)
         return found if op == "contains" else not found
-    if type(field) is not str or type(operand) is not str:
-        return False
-    return field.startswith(operand) if op == "startsWith" else field.endswith(operand)
+    if op == "startsWith":
+        return bool(field.startswith(operand))
+    if op == "endsWith":
+        return bool(field.endswith(operand))
+    raise AssertionError(f"filter op {op!r} is in FILTER_TABLE but not in match()")
 
 
 def match(value: Any, filters: Sequence[Filter]) -> bool:

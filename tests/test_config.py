@@ -102,7 +102,9 @@ def test_env_url_wins_over_file_and_explicit_url_wins_over_both(
     monkeypatch.setenv("MOTIA_STATE_URL", "memory://")
     settings = load_settings(None, {})
     assert settings.kind == "memory"
-    assert settings.ttl == 10
+    # An environment URL takes no option from a config.yml it did not name (its ttl, its key_prefix).
+    assert settings.ttl is None
+    assert load_settings(write(tmp_path, "state:\n  ttl: 10\n"), {}).ttl == 10  # named explicitly: applies
     assert load_settings(None, {}, url="sqlite:///x.db").kind == "sqlite"
     assert StateManager.from_url("sqlite:///y.db").adapter.backend == "sqlite"
 
@@ -162,10 +164,10 @@ def test_config_path_argument(tmp_path: Path) -> None:
 
 
 def test_sqlalchemy_url_carries_libpq_sslmode_as_asyncpg_ssl() -> None:
-    from motia_state.adapters.sql import sqlalchemy_async_url
+    from motia_state.sql.connect import postgres_target
 
-    assert sqlalchemy_async_url("postgres://u@h/db?sslmode=require&application_name=x") == (
-        "postgresql+asyncpg://u@h/db?ssl=require&application_name=x"
-    )
-    assert sqlalchemy_async_url("postgresql://h/db") == "postgresql+asyncpg://h/db"
-    assert sqlalchemy_async_url("sqlite:///a.db") == "sqlite+aiosqlite:///a.db"
+    settings = settings_from_url("postgres://u@h/db?sslmode=require&application_name=x", {})
+    assert settings.options == {"sslmode": "require"}
+    target = postgres_target(settings.store_url, settings.options["sslmode"])
+    assert target.dsn == "postgresql://u@h/db?sslmode=require"
+    assert target.server_settings == {"application_name": "x"}

@@ -91,7 +91,7 @@ def test_memory_store_via_environment_is_empty_in_each_process(cli: Any) -> None
 )
 def test_set_rejects_bad_json_with_one_line(cli: Any, value: str, needle: str) -> None:
     run = cli("--url", "memory://", "set", "s", "k", value)
-    line = run.failed_cleanly()
+    line = run.failed_cleanly(2)
     assert needle in line
     assert run.out == ""
 
@@ -99,8 +99,8 @@ def test_set_rejects_bad_json_with_one_line(cli: Any, value: str, needle: str) -
 def test_set_reads_stdin_and_rejects_bad_ttl(cli: Any) -> None:
     run = cli("--url", "memory://", "set", "s", "k", "-", input='{"from": "stdin", "n": 18446744073709551617}\n')
     assert run.ok().json() == {"old_value": None, "new_value": {"from": "stdin", "n": 18446744073709551617}}
-    assert "ttl" in cli("--url", "memory://", "set", "s", "k", "1", "--ttl", "0").failed_cleanly()
-    assert "ttl" in cli("--url", "memory://", "set", "s", "k", "1", "--ttl", "nan").failed_cleanly()
+    assert "ttl" in cli("--url", "memory://", "set", "s", "k", "1", "--ttl", "0").failed_cleanly(2)
+    assert "ttl" in cli("--url", "memory://", "set", "s", "k", "1", "--ttl", "nan").failed_cleanly(2)
 
 
 def test_usage_errors_are_one_line_with_exit_2(cli: Any) -> None:
@@ -111,26 +111,26 @@ def test_usage_errors_are_one_line_with_exit_2(cli: Any) -> None:
 
 
 def test_empty_scope_or_key_is_refused(cli: Any) -> None:
-    assert "scope must be a non-empty str" in cli("--url", "memory://", "get", "", "k").failed_cleanly()
+    assert "scope must be a non-empty str" in cli("--url", "memory://", "get", "", "k").failed_cleanly(2)
 
 
 def test_config_errors(cli: Any, tmp_path: Path) -> None:
     (tmp_path / "config.yml").write_text("state:\n  adapter: mongodb\n")
-    line = cli("list").failed_cleanly()
+    line = cli("list").failed_cleanly(2)
     assert "config.yml" in line and "mongodb" in line and "allowed" in line
 
     (tmp_path / "config.yml").write_text("state:\n  adapter: memory\n  colour: blue\n")
-    assert "unknown key state.colour" in cli("groups").failed_cleanly()
+    assert "unknown key state.colour" in cli("groups").failed_cleanly(2)
 
-    assert "config file not found" in cli("--config", "nope.yml", "groups").failed_cleanly()
+    assert "config file not found" in cli("--config", "nope.yml", "groups").failed_cleanly(2)
     (tmp_path / "config.yml").unlink()
-    assert "unknown URL scheme 'mysql'" in cli("--url", "mysql://u:pw@h/db", "groups").failed_cleanly()
+    assert "unknown URL scheme 'mysql'" in cli("--url", "mysql://u:pw@h/db", "groups").failed_cleanly(2)
 
     # --config names the file; MOTIA_STATE_URL overrides it, and --url overrides both.
     (tmp_path / "other.yml").write_text("state:\n  adapter: memory\n")
     assert cli("--config", "other.yml", "list").ok().json() == {}
     env = {"MOTIA_STATE_URL": "mysql://nowhere"}
-    assert "MOTIA_STATE_URL" in cli("--config", "other.yml", "list", env=env).failed_cleanly()
+    assert "MOTIA_STATE_URL" in cli("--config", "other.yml", "list", env=env).failed_cleanly(2)
     assert cli("--config", "other.yml", "--url", "memory://", "list", env=env).ok().json() == {}
 
 
@@ -146,7 +146,7 @@ def test_unreachable_backend_is_one_masked_line(cli: Any, scheme: str) -> None:
     ]
     for prefix, args in runs:
         run = cli(*args, env={"MOTIA_STATE_URL": url})
-        line = run.failed_cleanly()
+        line = run.failed_cleanly(3)
         assert "Sup3rS3cret" not in run.err + run.out
         assert line.startswith(f"motia-state: error: {prefix}"), line
         assert f"127.0.0.1:{port}" in line

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from motia_state.migrate import head
+from motia_state.sql.migrate import head
 from tests.conftest import ensure_pg_database
 from tests.services import PG_URL, require
 
@@ -53,7 +53,7 @@ def test_postgres_check_and_sql_without_password(cli: Any) -> None:
 def test_schemaless_stores(cli: Any) -> None:
     run = cli("--url", "memory://", "migrate").ok()
     assert run.out == "" and "no schema to migrate" in run.err
-    assert "no SQL schema" in cli("--url", "redis://:pw@127.0.0.1:1/0", "migrate", "--sql").failed_cleanly()
+    assert "no SQL schema" in cli("--url", "redis://:pw@127.0.0.1:1/0", "migrate", "--sql").failed_cleanly(2)
 
 
 def test_postgres_migrate_accepts_libpq_sslmode(cli: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from motia_state import StateItem, StateManager
-from motia_state.adapters.memory import MemoryAdapter
+from motia_state.backends.memory import MemoryAdapter
 from motia_state.ops import Filter
 from motia_state.transfer import copy_state, export_state
 from tests.cli.conftest import SCRIPT, shape, url_of
@@ -148,9 +148,9 @@ async def test_import_formats_expiry_and_atomic_refusal(
 
     # a bad file writes nothing at all, and says what is wrong in one line
     await _empty(state)
-    assert "entries[1]" in (await acli(*u, "import", "bad.json")).failed_cleanly()
-    assert "neither a motia-state export" in (await acli(*u, "import", "neither.json")).failed_cleanly()
-    assert "cannot read the file" in (await acli(*u, "import", "missing.json")).failed_cleanly()
+    assert "entries[1]" in (await acli(*u, "import", "bad.json")).failed_cleanly(2)
+    assert "neither a motia-state export" in (await acli(*u, "import", "neither.json")).failed_cleanly(2)
+    assert "cannot read the file" in (await acli(*u, "import", "missing.json")).failed_cleanly(2)
     assert await state.list_groups() == []
 
 
@@ -168,7 +168,7 @@ async def test_import_formats_expiry_and_atomic_refusal(
 )
 def test_import_refuses_bad_files(cli: Any, tmp_path: Path, text: str, needle: str) -> None:
     (tmp_path / "in.json").write_text(text)
-    assert needle in cli("--url", "memory://", "import", "in.json").failed_cleanly()
+    assert needle in cli("--url", "memory://", "import", "in.json").failed_cleanly(2)
 
 
 def test_import_from_stdin_and_empty_file_adapter(cli: Any) -> None:
@@ -218,8 +218,8 @@ async def test_copy_between_backends(source: str, dest: str, acli: Any, tmp_path
 
 def test_copy_refuses_the_same_store(cli: Any, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    assert "the same store" in cli("copy", "--from", url, "--to", url).failed_cleanly()
-    assert "--to" in cli("copy", "--from", "memory://", "--to", "ftp://x").failed_cleanly()
+    assert "the same store" in cli("copy", "--from", url, "--to", url).failed_cleanly(2)
+    assert "--to" in cli("copy", "--from", "memory://", "--to", "ftp://x").failed_cleanly(2)
 
 
 async def test_copy_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:

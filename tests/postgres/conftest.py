@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from motia_state import StateManager
-from motia_state.adapters.postgres import PostgresAdapter
+from motia_state.backends.postgres import PostgresAdapter
 from tests.conftest import make_postgres
 from tests.services import PG_URL
 

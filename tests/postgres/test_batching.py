@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from motia_state import StateManager
-from motia_state.adapters.postgres import PostgresAdapter
+from motia_state.backends.postgres import PostgresAdapter
 from tests.services import PG_URL
 
 pytestmark = pytest.mark.postgres
@@ -105,7 +105,7 @@ async def test_small_pool_under_heavy_concurrency(tmp_path: Any) -> None:
     try:
         adapter = store.adapter
         assert isinstance(adapter, PostgresAdapter)
-        assert adapter._pool.get_max_size() == 2 and adapter._pool.get_min_size() == 1
+        assert adapter._pg.pool.get_max_size() == 2 and adapter._pg.pool.get_min_size() == 1
         await asyncio.gather(*(store.set("s", f"k{i % 7}", i) for i in range(200)))
         await asyncio.gather(*(store.update("s", "n", [{"type": "increment", "path": "n"}]) for _ in range(50)))
         got = await asyncio.gather(*(store.get("s", f"k{i}") for i in range(7)))

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from motia_state import StateBackendError, StateConfigError, StateManager
-from motia_state.adapters.postgres import PostgresAdapter, _dsn
-from motia_state.adapters.sql import SQLAdapter
+from motia_state.backends import resolve
+from motia_state.backends.postgres import PostgresAdapter
+from motia_state.sql.connect import postgres_target
+from motia_state.urls import parse_url
 from tests.services import PG_TEST_DB, PG_URL
 
 pytestmark = pytest.mark.postgres
@@ -26,13 +28,15 @@ def _spare_port() -> int:
 
 
 def test_dsn_strips_the_driver_and_passes_sslmode_through() -> None:
-    assert _dsn("postgresql+asyncpg://u:p@h:5/db", None) == "postgresql://u:p@h:5/db"
-    assert _dsn("postgres://u@h/db?application_name=x", None) == "postgresql://u@h/db?application_name=x"
-    assert _dsn("postgresql://u@h/db?sslmode=disable&application_name=x", "require") == (
-        "postgresql://u@h/db?application_name=x&sslmode=require"
+    def dsn(url: str, sslmode: str | None) -> str:
+        return postgres_target(parse_url(url), sslmode).dsn
+
+    assert dsn("postgresql+asyncpg://u:p@h:5/db", None) == "postgresql://u:p@h:5/db"
+    target = postgres_target(parse_url("postgres://u@h/db?application_name=x"), None)
+    assert (target.dsn, target.server_settings) == ("postgresql://u@h/db", {"application_name": "x"})
+    assert dsn("postgresql://u@h/db?sslmode=disable&application_name=x", "require") == (
+        "postgresql://u@h/db?sslmode=require"
     )
-    with pytest.raises(StateConfigError):
-        PostgresAdapter("mysql://u@h/db")
     with pytest.raises(StateConfigError, match="sslmode"):
         PostgresAdapter(PG_URL, sslmode="sometimes")
 
@@ -40,7 +44,8 @@ def test_dsn_strips_the_driver_and_passes_sslmode_through() -> None:
 @pytest.mark.parametrize("scheme", ["postgresql", "postgresql+asyncpg", "postgres"])
 async def test_every_url_scheme_works(pg: StateManager, scheme: str) -> None:
     url = scheme + "://" + PG_URL.split("://", 1)[1]
-    adapter = SQLAdapter(url)
+    backend, parsed = resolve(url)
+    adapter = backend.create(parsed, {})
     assert isinstance(adapter, PostgresAdapter)
     store = StateManager(adapter)
     try:
@@ -124,7 +129,7 @@ async def test_pool_size_option() -> None:
         await store.connect()
         adapter = store.adapter
         assert isinstance(adapter, PostgresAdapter)
-        assert (adapter._pool.get_min_size(), adapter._pool.get_max_size()) == (1, 3)
+        assert (adapter._pg.pool.get_min_size(), adapter._pg.pool.get_max_size()) == (1, 3)
     finally:
         await store.close()
     with pytest.raises(StateConfigError):
@@ -177,7 +182,7 @@ async def _kill_after(sql: Any, delay: float) -> None:
 async def _slow_write(pg: StateManager) -> None:
     adapter = pg.adapter
     assert isinstance(adapter, PostgresAdapter)
-    await adapter._run("execute", "SELECT pg_sleep(5)", (), read=False)
+    await adapter._pg.run("execute", "SELECT pg_sleep(5)", (), read=False)
 
 
 async def test_command_timeout_turns_a_blocked_write_into_a_backend_error(pg: StateManager, sql: Any) -> None:

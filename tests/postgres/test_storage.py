@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from motia_state import StateBackendError, StateManager
-from motia_state.adapters.postgres import PostgresAdapter
+from motia_state.backends.postgres import PostgresAdapter
 from tests.contract.helpers import assert_same
 from tests.services import PG_URL
 
@@ -75,7 +75,7 @@ async def test_floats_are_stored_as_json_floats(pg: StateManager, adapter: Postg
     )
     assert dict(row) == {"big": "10000000000000000.0", "small": "0.0000001", "one": "1.0", "int": "10000000000000000"}
     # asyncpg hands jsonb over as text (no json codec re-encoding it): values.decode sees the server's text.
-    text = await adapter._pool.fetchval("SELECT value FROM motia_state WHERE scope = 's'")
+    text = await adapter._pg.pool.fetchval("SELECT value FROM motia_state WHERE scope = 's'")
     assert isinstance(text, str) and '"big": 10000000000000000.0' in text
 
 

@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from motia_state import StateManager
-from motia_state.adapters.redis import RedisAdapter
+from motia_state.backends.redis import RedisAdapter
 from tests.services import REDIS_URL, require
 
 

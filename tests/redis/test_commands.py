@@ -8,8 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from motia_state import StateBackendError, StateManager, UpdateOpError, ops
-from motia_state.adapters import redis as redis_module
-from motia_state.adapters.redis import RedisAdapter
+from motia_state.backends.redis import RedisAdapter, scripts
+from motia_state.backends.redis import connection as redis_connection
 
 pytestmark = pytest.mark.redis
 
@@ -54,7 +54,7 @@ async def test_no_operation_uses_keys(state: StateManager, raw: aioredis.Redis) 
 
 async def test_batches_are_one_round_trip(adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch) -> None:
     trips: list[int] = []
-    original = RedisAdapter._roundtrip
+    original = redis_connection.Connection._roundtrip
 
     async def counting(self: RedisAdapter, conn: object, commands: list[tuple[object, ...]]) -> list[object]:
         trips.append(len(commands))
@@ -62,7 +62,7 @@ async def test_batches_are_one_round_trip(adapter: RedisAdapter, monkeypatch: py
 
     await adapter.connect()
     await adapter.set_entry("warm", "k", 1, None)  # loads the scripts if the server lacks them
-    monkeypatch.setattr(RedisAdapter, "_roundtrip", counting)
+    monkeypatch.setattr(redis_connection.Connection, "_roundtrip", counting)
     await adapter.set_many("s", {f"k{i}": i for i in range(1000)}, None)
     assert len(trips) == 1
     assert await adapter.get_many("s", [f"k{i}" for i in range(1000)]) == {f"k{i}": i for i in range(1000)}
@@ -78,9 +78,9 @@ async def test_batches_are_one_round_trip(adapter: RedisAdapter, monkeypatch: py
 async def test_scripts_load_on_noscript(state: StateManager, monkeypatch: pytest.MonkeyPatch) -> None:
     # SCRIPT FLUSH would hit everyone sharing the server; a script text it has never seen behaves the same.
     await state.set("s", "k", 1)
-    fresh = redis_module._Script(redis_module._SET.text + f"-- {uuid.uuid4()}\n")
-    monkeypatch.setattr(redis_module, "_SET", fresh)
-    monkeypatch.setattr(redis_module, "_SCRIPTS", (*redis_module._SCRIPTS, fresh))
+    fresh = scripts.Script(scripts.SET.text + f"-- {uuid.uuid4()}\n")
+    monkeypatch.setattr(scripts, "SET", fresh)
+    monkeypatch.setattr(redis_connection, "SCRIPTS", (*scripts.SCRIPTS, fresh))
     assert (await state.set("s", "k", 2)).old_value == 1
     assert (await state.set("s", "k", 3)).old_value == 2
     assert await state.list("s") == [3]

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from motia_state import StateManager
-from motia_state.adapters.sql import sqlalchemy_async_url
 from motia_state.errors import SchemaOutOfDateError, StateBackendError, StateConfigError
-from motia_state.migrate import (
+from motia_state.sql import TABLE_NAME, VERSION_TABLE
+from motia_state.sql.connect import engine_args
+from motia_state.sql.migrate import (
     current,
     downgrade,
     ensure_schema,
@@ -30,14 +31,16 @@ from motia_state.migrate import (
     pending,
     upgrade,
 )
-from motia_state.schema import TABLE_NAME, VERSION_TABLE, metadata
+from motia_state.sql.schema import metadata
+from motia_state.urls import parse_url
 from tests.sql import _workers
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 async def _run_sync(url: str, fn: Any) -> Any:
-    engine = create_async_engine(sqlalchemy_async_url(url), poolclass=NullPool)
+    target, args = engine_args(parse_url(url), 10.0)
+    engine = create_async_engine(target, poolclass=NullPool, **args)
     try:
         async with engine.begin() as conn:
             return await conn.run_sync(fn)

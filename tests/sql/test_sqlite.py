@@ -14,10 +14,14 @@ from typing import Any
 import pytest
 
 from motia_state import StateManager
-from motia_state.adapters.sql import SQLAdapter, sqlalchemy_async_url, sqlite_file_path
-from motia_state.adapters.sqlite import CLEANUP_BATCH, SQLiteAdapter, compile_filters
+from motia_state.backends import resolve
+from motia_state.backends.sqlite import SQLiteAdapter
+from motia_state.backends.sqlite.filters import compile_filters
+from motia_state.backends.sqlite.statements import CLEANUP_BATCH
 from motia_state.errors import StateBackendError, StateConfigError
 from motia_state.ops import FILTER_OPS, Filter, match
+from motia_state.sql.connect import sqlalchemy_url, sqlite_path
+from motia_state.urls import parse_url
 from tests.sql import _workers
 
 
@@ -33,17 +37,18 @@ def _rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any,
 
 
 def test_url_helpers() -> None:
-    assert sqlalchemy_async_url("sqlite:///a/b.db") == "sqlite+aiosqlite:///a/b.db"
-    assert sqlalchemy_async_url("sqlite+aiosqlite:////abs/b.db") == "sqlite+aiosqlite:////abs/b.db"
-    assert sqlalchemy_async_url("postgres://u:p@h/db") == "postgresql+asyncpg://u:p@h/db"
-    assert sqlalchemy_async_url("postgresql://u@h:5433/db") == "postgresql+asyncpg://u@h:5433/db"
-    assert sqlalchemy_async_url("postgresql+asyncpg://h/db") == "postgresql+asyncpg://h/db"
-    assert sqlite_file_path("sqlite:///rel/x.db") == "rel/x.db"
-    assert sqlite_file_path("sqlite:////abs/x.db") == "/abs/x.db"
-    assert sqlite_file_path("sqlite+aiosqlite:///:memory:") is None
+    assert sqlalchemy_url(parse_url("sqlite:///a/b.db")) == "sqlite+aiosqlite:///a/b.db"
+    assert sqlalchemy_url(parse_url("sqlite+aiosqlite:////abs/b.db")) == "sqlite+aiosqlite:////abs/b.db"
+    assert sqlalchemy_url(parse_url("postgres://u:p@h/db")) == "postgresql+asyncpg://"
+    assert sqlite_path(parse_url("sqlite:///rel/x.db")) == "rel/x.db"
+    assert sqlite_path(parse_url("sqlite:////abs/x.db")) == "/abs/x.db"
+    assert sqlite_path(parse_url("sqlite+aiosqlite:///:memory:")) is None
     with pytest.raises(StateConfigError):
-        sqlalchemy_async_url("mysql://h/db")
-    assert isinstance(SQLAdapter("sqlite:///x.db"), SQLiteAdapter)
+        sqlalchemy_url(parse_url("mysql://h/db"))
+    with pytest.raises(StateConfigError, match="mode"):
+        sqlite_path(parse_url("sqlite:///x.db?mode=ro"))
+    backend, parsed = resolve("sqlite+pysqlite:///x.db")
+    assert isinstance(backend.create(parsed, {}), SQLiteAdapter)
 
 
 async def test_default_file_and_folder_are_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

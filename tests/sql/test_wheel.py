@@ -68,6 +68,6 @@ async def test_wheel_migrates_postgres_from_any_directory(tmp_path: Path) -> Non
 
 
 def _head() -> str:
-    from motia_state.migrate import head
+    from motia_state.sql.migrate import head
 
     return head()

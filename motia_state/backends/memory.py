@@ -30,7 +30,8 @@ class MemoryAdapter(StateAdapter):
 
     backend = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, url: object = None) -> None:
+        # ``url`` (memory://) is accepted so the registry can build every backend alike; it holds nothing.
         self._data: dict[str, dict[str, _Stored]] = {}
 
     def __repr__(self) -> str:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from sqlalchemy import JSON, Column, DateTime, Index, MetaData, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["TABLE_NAME", "VERSION_TABLE", "metadata", "state_table"]
+from . import TABLE_NAME, VERSION_TABLE
 
-TABLE_NAME: Final = "motia_state"
-VERSION_TABLE: Final = "motia_state_alembic_version"
+__all__ = ["TABLE_NAME", "VERSION_TABLE", "metadata", "state_table"]
 
 metadata = MetaData()
 

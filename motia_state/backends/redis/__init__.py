@@ -1,0 +1,5 @@
+"""Redis backend: ``redis://…``, ``rediss://…``; see :mod:`.adapter`."""
+
+from .adapter import RedisAdapter
+
+__all__ = ["RedisAdapter"]

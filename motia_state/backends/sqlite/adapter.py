@@ -1,0 +1,197 @@
+"""SQLite backend: one file (WAL) shared by any number of processes, or a private ``:memory:`` database.
+
+The statements are in ``statements``/``filters``, what runs them in ``operations``, the thread and its
+batches in ``worker``; this module maps the adapter's hooks onto them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from ...adapter import Entry, StateAdapter, StateItem
+from ...errors import StateConfigError
+from ...ops import Filter
+from ...sql.connect import sqlite_path
+from ...sql.migrate import at_head
+from ...urls import StoreURL, parse_url
+from ...values import encode
+from .operations import (
+    op_cleanup,
+    op_clear,
+    op_delete,
+    op_delete_entry,
+    op_delete_many,
+    op_get,
+    op_get_entry,
+    op_get_many,
+    op_groups,
+    op_items,
+    op_keys,
+    op_set,
+    op_set_many,
+    op_ttl,
+    op_update,
+    op_values,
+)
+from .worker import OWN, READ, WRITE, Database
+
+__all__ = ["SQLiteAdapter"]
+
+
+class SQLiteAdapter(StateAdapter):
+    """State in a SQLite file (``sqlite:///rel/path``, ``sqlite:////abs/path``) or ``sqlite:///:memory:``."""
+
+    backend: ClassVar[str] = "sqlite"
+
+    def __init__(
+        self,
+        url: str | StoreURL,
+        *,
+        migrate: str = "auto",
+        busy_timeout: float = 5.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        parsed = url if isinstance(url, StoreURL) else parse_url(url)
+        if not parsed.scheme.startswith("sqlite"):
+            raise StateConfigError(f"SQLiteAdapter needs a sqlite:// URL, got {parsed.scheme}://…")
+        self._url = parsed
+        self.path = sqlite_path(parsed)  # None = :memory:
+        self.migrate = migrate
+        self.busy_timeout = float(busy_timeout)
+        self.connect_timeout = float(connect_timeout)
+        self._db = Database(parsed, self.path, migrate=migrate, busy_timeout=self.busy_timeout)
+
+    @property
+    def url(self) -> str:
+        """The store URL (a SQLite URL holds no password)."""
+        return self._url.masked
+
+    def __repr__(self) -> str:
+        return f"SQLiteAdapter({self.url!r})"
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the file (creating it and its folder), set WAL, then bring the schema up to date."""
+        if self._db.is_open:
+            return
+        await self._db.open()
+        try:
+            # Usual case, schema at head: one query on our own connection, no Alembic, no second engine.
+            if self.path is not None and self.migrate != "off" and not at_head(await self._db.schema_version()):
+                from ...sql.migrate import ensure_schema
+
+                await ensure_schema(self._url, self.migrate, connect_timeout=self.connect_timeout)
+        except BaseException:
+            await self._db.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker thread. Idempotent; ``connect`` may follow."""
+        await self._db.close()
+
+    def translate_error(self, exc: Exception) -> Exception | None:
+        """sqlite3 errors become StateBackendError (with what to do where we know it)."""
+        if isinstance(exc, sqlite3.Error):
+            return self._db.wrap(exc)
+        return None
+
+    async def _call(self, kind: int, fn: Callable[..., Any], *args: Any) -> Any:
+        if not self._db.is_open:
+            await self.connect()
+        return await self._db.call(kind, fn, *args)
+
+    # --- the hooks -------------------------------------------------------------------------------------
+
+    async def get(self, scope: str, key: str) -> Any:
+        """The live value or None."""
+        return await self._call(READ, op_get, scope, key)
+
+    async def get_entry(self, scope: str, key: str) -> Entry | None:
+        """The live value with its expiry."""
+        result: Entry | None = await self._call(READ, op_get_entry, scope, key)
+        return result
+
+    async def set(self, scope: str, key: str, value: Any) -> None:
+        """Store ``value`` with no expiry."""
+        await self._call(WRITE, op_set, scope, key, encode(value), None)
+
+    async def set_entry(self, scope: str, key: str, value: Any, ttl: float | None) -> Any:
+        """Write and return the old live value, in one transaction."""
+        return await self._call(WRITE, op_set, scope, key, encode(value), ttl)
+
+    async def delete(self, scope: str, key: str) -> None:
+        """Remove the entry (absent = no-op)."""
+        await self._call(WRITE, op_delete, scope, key)
+
+    async def delete_entry(self, scope: str, key: str) -> Any:
+        """Remove the entry; return its old live value."""
+        return await self._call(WRITE, op_delete_entry, scope, key)
+
+    async def update_entry(
+        self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
+    ) -> tuple[Any, Any]:
+        """Read, ``apply``, write under SQLite's write lock: atomic across processes."""
+        result: tuple[Any, Any] = await self._call(WRITE, op_update, scope, key, apply, ttl_if_new)
+        return result
+
+    async def clear(self, scope: str) -> int:
+        """Remove every entry of ``scope``; count the live ones."""
+        result: int = await self._call(WRITE, op_clear, scope)
+        return result
+
+    async def cleanup(self) -> int:
+        """Delete expired rows in batches of CLEANUP_BATCH; return how many."""
+        result: int = await self._call(OWN, op_cleanup)
+        return result
+
+    async def keys(self, scope: str) -> list[str]:
+        """Live keys of ``scope``, sorted."""
+        result: list[str] = await self._call(READ, op_keys, scope)
+        return result
+
+    async def list_groups(self) -> list[str]:
+        """Scopes with at least one live entry, sorted."""
+        result: list[str] = await self._call(READ, op_groups)
+        return result
+
+    async def values(self, scope: str) -> list[Any]:
+        """Live values of ``scope`` ordered by key."""
+        result: list[Any] = await self._call(READ, op_values, scope)
+        return result
+
+    async def items(
+        self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None
+    ) -> list[StateItem]:
+        """Live entries passing ``filters`` (evaluated by SQLite), ordered by (scope, key), keys after ``after``."""
+        result: list[StateItem] = await self._call(READ, op_items, scope, tuple(filters), limit, after)
+        return result
+
+    async def get_many(self, scope: str, keys: Sequence[str]) -> dict[str, Any]:
+        """Live values of the keys that exist."""
+        if not keys:
+            return {}
+        result: dict[str, Any] = await self._call(READ, op_get_many, scope, json.dumps(list(keys)))
+        return result
+
+    async def set_many(self, scope: str, mapping: Mapping[str, Any], ttl: float | None) -> None:
+        """Write every entry in one transaction."""
+        if not mapping:
+            return
+        rows = [(k, encode(v)) for k, v in mapping.items()]
+        await self._call(WRITE, op_set_many, scope, rows, ttl)
+
+    async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
+        """Remove ``keys``; count the live ones removed."""
+        if not keys:
+            return 0
+        result: int = await self._call(WRITE, op_delete_many, scope, json.dumps(list(keys)))
+        return result
+
+    async def ttl(self, scope: str, key: str) -> float | None:
+        """Seconds left, or None."""
+        result: float | None = await self._call(READ, op_ttl, scope, key)
+        return result

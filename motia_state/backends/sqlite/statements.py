@@ -1,0 +1,48 @@
+"""The SQLite backend's SQL, written once (sqlite3's statement cache prepares each text once)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ...sql import TABLE_NAME
+
+__all__ = ["CLEANUP_BATCH", "LIVE"]  # and the SQL_* statements
+
+LIVE: Final = "(expires_at IS NULL OR expires_at > ?)"
+SQL_GET: Final = f'SELECT value FROM {TABLE_NAME} WHERE scope = ? AND "key" = ? AND {LIVE}'
+SQL_GET_ENTRY: Final = f'SELECT value, expires_at FROM {TABLE_NAME} WHERE scope = ? AND "key" = ? AND {LIVE}'
+SQL_TTL: Final = f'SELECT expires_at FROM {TABLE_NAME} WHERE scope = ? AND "key" = ? AND {LIVE}'
+# created_at is kept on overwrite, unless the row being replaced had already expired (then it is new).
+SQL_UPSERT: Final = (
+    f'INSERT INTO {TABLE_NAME} (scope, "key", value, expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) '
+    'ON CONFLICT (scope, "key") DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, '
+    "updated_at = excluded.updated_at, created_at = CASE WHEN "
+    f"{TABLE_NAME}.expires_at IS NOT NULL AND {TABLE_NAME}.expires_at <= excluded.updated_at "
+    f"THEN excluded.created_at ELSE {TABLE_NAME}.created_at END"
+)
+SQL_DELETE: Final = f'DELETE FROM {TABLE_NAME} WHERE scope = ? AND "key" = ?'
+# RETURNING gives plain columns only: SQLite 3.40 evaluates `expires_at IS NULL` wrongly there, so the
+# liveness of deleted rows is decided in Python.
+SQL_DELETE_RETURNING: Final = f'DELETE FROM {TABLE_NAME} WHERE scope = ? AND "key" = ? RETURNING value, expires_at'
+SQL_CLEAR: Final = f"DELETE FROM {TABLE_NAME} WHERE scope = ? RETURNING expires_at"
+SQL_CLEANUP: Final = (
+    f"DELETE FROM {TABLE_NAME} WHERE rowid IN (SELECT rowid FROM {TABLE_NAME} "
+    "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)"
+)
+SQL_KEYS: Final = f'SELECT "key" FROM {TABLE_NAME} WHERE scope = ? AND {LIVE} ORDER BY "key"'
+SQL_GROUPS: Final = f"SELECT DISTINCT scope FROM {TABLE_NAME} WHERE {LIVE} ORDER BY scope"
+SQL_VALUES: Final = f'SELECT value FROM {TABLE_NAME} WHERE scope = ? AND {LIVE} ORDER BY "key"'
+# A JSON array of keys is one parameter: one statement text whatever the number of keys.
+# The head of an items() query: the filters, scope and key range are appended to it.
+SQL_ITEMS: Final = (
+    f'SELECT s.scope, s."key", s.value, s.expires_at FROM {TABLE_NAME} AS s'
+    " WHERE (s.expires_at IS NULL OR s.expires_at > ?)"
+)
+SQL_GET_MANY: Final = (
+    f'SELECT "key", value FROM {TABLE_NAME} WHERE scope = ? AND "key" IN (SELECT value FROM json_each(?)) AND {LIVE}'
+)
+SQL_DELETE_MANY: Final = (
+    f'DELETE FROM {TABLE_NAME} WHERE scope = ? AND "key" IN (SELECT value FROM json_each(?)) RETURNING expires_at'
+)
+
+CLEANUP_BATCH: Final = 1000

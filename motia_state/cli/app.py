@@ -1,0 +1,143 @@
+"""The ``motia-state`` command line (SPEC §9): inspect, repair, migrate, export/import and copy a store.
+
+It opens the store the way ``StateManager.from_config`` does (``--url`` > ``MOTIA_STATE_URL`` >
+``config.yml`` > the SQLite default). Results go to stdout as JSON; an expected failure prints one line
+``motia-state: error: ...`` on stderr and exits non-zero (see :mod:`.common` for the codes), without a
+traceback and without passwords. Each group of commands is a module here; this one puts them together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import IO, NoReturn
+
+import click
+
+from ..errors import StateError, mask_secrets
+from . import demo, entries, schema, scopes, transfer
+from .common import EXIT_USAGE, PROG, CLIFailure, Target, describe, exit_code_of
+
+__all__ = ["cli", "main"]
+
+DEBUG_ENV = "MOTIA_STATE_DEBUG"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="config.yml to read (default: ./config.yml when it exists).",
+)
+@click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="Store URL; overrides MOTIA_STATE_URL and config.yml (sqlite:///PATH, postgresql://…, redis://…, memory://).",
+)
+@click.version_option(package_name="motia-state", prog_name=PROG)
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, url: str | None) -> None:
+    """Inspect and manage motia-state stores (SQLite, Postgres, Redis).
+
+    The store is chosen like StateManager.from_config: --url, else MOTIA_STATE_URL, else the state: block
+    of config.yml, else SQLite at .motia/motia.state.db. Results are JSON on stdout; errors are one line on
+    stderr with a non-zero exit code.
+
+    \b
+    Examples:
+      motia-state demo
+      motia-state list
+      motia-state --url postgresql://app@db:5432/app get trace-123 booking
+      motia-state copy --from sqlite:///.motia/motia.state.db --to postgresql://app@db:5432/app
+    """
+    ctx.obj = Target(config, url)
+
+
+for _command in (
+    scopes.list_command,
+    entries.get_command,
+    entries.set_command,
+    entries.update_command,
+    entries.delete_command,
+    entries.ttl_command,
+    scopes.keys_command,
+    scopes.items_command,
+    scopes.clear_command,
+    scopes.groups_command,
+    scopes.cleanup_command,
+    schema.migrate_command,
+    transfer.export_command,
+    transfer.import_command,
+    transfer.copy_command,
+    demo.demo_command,
+):
+    cli.add_command(_command)
+
+
+def _fail(message: str, exit_code: int = 1) -> NoReturn:
+    # One line, whatever the message holds.
+    line = " ".join(mask_secrets(message).split())
+    click.echo(f"{PROG}: error: {line}", err=True)
+    sys.exit(exit_code)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: IO[str] | None = None,
+    line: str | None = None,
+) -> None:
+    click.echo(f"{PROG}: warning: {mask_secrets(str(message))}", err=True)
+
+
+def _utf8_stdout() -> None:
+    # Values are printed as UTF-8 JSON whatever the locale says (a C locale would fail on 'é').
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.encoding.lower().replace("-", "") != "utf8":
+        sys.stdout.reconfigure(encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console-script entry point: run the CLI, turning expected failures into one line on stderr."""
+    _utf8_stdout()
+    warnings.filterwarnings("default", category=DeprecationWarning, module=r"motia_state(\.|$)")
+    warnings.showwarning = _show_warning
+    debug = bool(os.environ.get(DEBUG_ENV))
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else PROG
+        _fail(f"{exc.format_message()} (see: {where} --help)", exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except CLIFailure as exc:
+        _fail(str(exc), exc.exit_code)
+    except StateError as exc:
+        _fail(describe(exc), exit_code_of(exc))
+    except (click.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, and keep Python from complaining at exit.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except Exception as exc:
+        if debug:
+            raise
+        _fail(f"unexpected {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 to see the traceback)")
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

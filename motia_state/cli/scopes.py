@@ -1,0 +1,199 @@
+"""Commands on scopes and the whole store: list, keys, items, groups, clear, cleanup."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final
+
+import click
+
+from ..manager import StateManager
+from .common import EXIT_USAGE, CLIFailure, Output, output_options, parse_json, run_on_store, target
+
+__all__ = [
+    "cleanup_command",
+    "clear_command",
+    "groups_command",
+    "items_command",
+    "keys_command",
+    "list_command",
+    "parse_filter",
+]
+
+
+@click.command("list", short_help="Print the store, or one scope, as JSON {scope: {key: value}}.")
+@click.argument("scope", required=False)
+@output_options
+@click.pass_context
+def list_command(ctx: click.Context, scope: str | None, jsonl: bool, compact: bool) -> None:
+    """Print the whole store, or one SCOPE, as JSON {scope: {key: value}}.
+
+    Expired entries are not shown. With SCOPE, an empty scope prints {"SCOPE": {}}. With --jsonl, one
+    {"scope", "key", "value"} object per entry.
+
+    \b
+    Examples:
+      motia-state list
+      motia-state list trace-123 --jsonl | jq .value
+    """
+    out = Output(jsonl, compact)
+
+    async def work(state: StateManager) -> None:
+        scopes = [scope] if scope is not None else await state.list_groups()
+        # One scope at a time, so a big store is never held in memory whole.
+        written = 0
+        for name in scopes:
+            items = await state.items(name)
+            if not items and scope is None:
+                continue  # expired since list_groups
+            if jsonl:
+                out.rows({"scope": i.scope, "key": i.key, "value": i.value} for i in items)
+                continue
+            body = Output.dumps({item.key: item.value for item in items}, compact=compact)
+            opening = "{" if compact else "{\n  "
+            between = "," if compact else ",\n  "
+            if not compact:
+                body = body.replace("\n", "\n  ")
+            key = json.dumps(name, ensure_ascii=False)
+            click.echo((opening if not written else between) + key + (":" if compact else ": ") + body, nl=False)
+            written += 1
+        if not jsonl:
+            click.echo(("}" if compact else "\n}") if written else "{}")
+
+    run_on_store(target(ctx).settings(), work)
+
+
+@click.command("keys", short_help="Print the keys of a scope (sorted).")
+@click.argument("scope")
+@output_options
+@click.pass_context
+def keys_command(ctx: click.Context, scope: str, jsonl: bool, compact: bool) -> None:
+    """Print the live keys of SCOPE as a JSON list, sorted by code point (--jsonl: one per line).
+
+    \b
+    Example:
+      motia-state keys trace-123
+    """
+
+    async def work(state: StateManager) -> list[str]:
+        return await state.keys(scope)
+
+    Output(jsonl, compact).rows(run_on_store(target(ctx).settings(), work))
+
+
+_FILTER: Final = re.compile(r"\s*(?P<path>\[[^\]]*\]|\S+)\s+(?P<op>\S+)(?:\s+(?P<value>.*\S))?\s*$", re.S)
+_BARE_WORD: Final = re.compile(r"[^\s\"\[\]{},:0-9\-][^\s\"\[\]{},:]*")
+
+
+def parse_filter(text: str) -> dict[str, Any]:
+    """``'PATH OP VALUE'`` as a filter dict: PATH a field name or a JSON list of names, VALUE JSON (a bare
+    word is a string); exit 2 when it cannot be read."""
+    m = _FILTER.match(text)
+    if m is None:
+        raise CLIFailure(f"--filter {text!r}: write it as 'PATH OP VALUE', e.g. 'status eq \"confirmed\"'", EXIT_USAGE)
+    raw_path, op, raw_value = m["path"], m["op"], m["value"]
+    path: Any = parse_json(raw_path, f"--filter {text!r}: the path") if raw_path.startswith("[") else raw_path
+    out: dict[str, Any] = {"path": path, "op": op}
+    if raw_value is not None:
+        is_word = _BARE_WORD.fullmatch(raw_value) and raw_value not in ("true", "false", "null")
+        out["value"] = raw_value if is_word else parse_json(raw_value, f"--filter {text!r}: the value")
+    return out
+
+
+def _item(item: Any) -> dict[str, Any]:
+    return {"scope": item.scope, "key": item.key, "value": item.value, "expires_at": item.expires_at}
+
+
+@click.command("items", short_help="Print entries passing filters, with their expiry.")
+@click.argument("scope", required=False)
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="'PATH OP VALUE'",
+    help="Keep entries whose value passes this filter (repeat to AND them). OP: eq neq gt gte lt lte contains"
+    " notContains startsWith endsWith isNull isNotNull.",
+)
+@click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N", help="At most N entries.")
+@output_options
+@click.pass_context
+def items_command(
+    ctx: click.Context, scope: str | None, filters: tuple[str, ...], limit: int | None, jsonl: bool, compact: bool
+) -> None:
+    """Print the entries of SCOPE (or of every scope) whose value passes every --filter, ordered by scope
+    and key, as a JSON list of {"scope", "key", "value", "expires_at"} (expires_at in ISO 8601 or null).
+
+    PATH is a field name ("a.b" is one field) or a JSON list of names for a nested field; VALUE is JSON,
+    and a bare word is a string. isNull and isNotNull take no VALUE.
+
+    \b
+    Examples:
+      motia-state items orders --filter 'status eq confirmed' --filter 'total gte 100'
+      motia-state items --filter '["venue", "city"] startsWith "Par"' --limit 10 --jsonl
+    """
+    parsed = [parse_filter(f) for f in filters]
+
+    async def work(state: StateManager) -> list[dict[str, Any]]:
+        return [_item(i) for i in await state.items(scope, filters=parsed, limit=limit)]
+
+    Output(jsonl, compact).rows(run_on_store(target(ctx).settings(), work))
+
+
+@click.command("groups", short_help="Print the scopes, one per line.")
+@output_options
+@click.pass_context
+def groups_command(ctx: click.Context, jsonl: bool, compact: bool) -> None:
+    """Print every scope holding at least one live entry, one per line, sorted.
+
+    --jsonl prints each as a JSON string (safe for scopes holding newlines); --compact one JSON list.
+
+    \b
+    Example:
+      motia-state groups | wc -l
+    """
+
+    async def work(state: StateManager) -> list[str]:
+        return await state.list_groups()
+
+    scopes = run_on_store(target(ctx).settings(), work)
+    if jsonl or compact:
+        Output(jsonl, compact).rows(scopes)
+        return
+    for scope in scopes:
+        click.echo(scope)
+
+
+@click.command("clear", short_help="Remove every entry of a scope; print the count.")
+@click.argument("scope")
+@click.pass_context
+def clear_command(ctx: click.Context, scope: str) -> None:
+    """Remove every entry of exactly SCOPE; print how many were removed.
+
+    \b
+    Example:
+      motia-state clear trace-123
+    """
+
+    async def work(state: StateManager) -> int:
+        return await state.clear(scope)
+
+    click.echo(run_on_store(target(ctx).settings(), work))
+
+
+@click.command("cleanup", short_help="Delete expired entries; print the count.")
+@click.pass_context
+def cleanup_command(ctx: click.Context) -> None:
+    """Delete expired entries (they are already invisible) and print how many were removed.
+
+    Safe to run from cron on many hosts at once.
+
+    \b
+    Example:
+      motia-state cleanup
+    """
+
+    async def work(state: StateManager) -> int:
+        return await state.cleanup()
+
+    click.echo(run_on_store(target(ctx).settings(), work))

@@ -1,0 +1,15 @@
+"""What the SQL backends share: table names, the schema (``schema``), migrations (``migrate``) and how a
+store URL becomes a database connection (``connect``). Importing this package loads no SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["HEAD_REVISION", "TABLE_NAME", "VERSION_TABLE"]
+
+TABLE_NAME: Final = "motia_state"
+VERSION_TABLE: Final = "motia_state_alembic_version"
+#: The newest migration shipped with this package. A test checks it against the Alembic scripts, so that
+#: connecting to an up-to-date store can compare one string without importing Alembic.
+HEAD_REVISION: Final = "0001"
