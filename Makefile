@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,motia]'
 	touch $@
 
 demo: $(BIN)/.installed
@@ -24,7 +24,7 @@ test: lint
 
 # The benchmark harness (bench/, BENCHMARKS.md): motia-state vs the raw drivers. BENCH_ARGS=--quick for a short run.
 $(BIN)/.installed-bench: $(BIN)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,motia,bench]'
 	touch $@
 
 bench: $(BIN)/.installed $(BIN)/.installed-bench

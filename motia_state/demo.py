@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from .errors import mask_url
@@ -103,6 +107,19 @@ async def run_demo(
     resulting = {trace_id: entries}
     echo(f"\nresulting state of {trace_id}:")
     echo(json.dumps(resulting, ensure_ascii=False, indent=2))
-    echo(f"\ninspect it with: motia-state list {trace_id}")
-    echo(f"remove it with:  motia-state clear {trace_id}")
+    command = cli_command()
+    echo(f"\ninspect it with: {command} list {trace_id}")
+    echo(f"remove it with:  {command} clear {trace_id}")
     return resulting
+
+
+def cli_command() -> str:
+    """How to type ``motia-state`` here: the bare name when it is on PATH, else the script's path
+    (after ``make demo`` it lives in ``.venv/bin``, which a new shell does not have on its PATH)."""
+    script = Path(sys.executable).with_name("motia-state")
+    found = shutil.which("motia-state")
+    if not script.exists() or (found is not None and Path(found).resolve() == script.resolve()):
+        return "motia-state"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)

@@ -12,6 +12,8 @@ import pytest
 from motia_state import StateManager
 from tests.services import IN_CI, PG_ADMIN_URL, PG_TEST_DB, PG_URL, REDIS_URL, require
 
+pytest_plugins = ["motia_state.testing"]
+
 StoreFactory = Callable[..., Awaitable[StateManager]]
 
 

@@ -171,3 +171,19 @@ def test_example_script_runs_the_same_demo(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "booking.customer" in done.stdout and '"payment.status": "paid"' in done.stdout
+
+
+def test_demo_hint_names_a_command_that_runs_from_a_shell_without_the_venv(tmp_path: Path) -> None:
+    """After `make demo` the script is only in .venv/bin: the hint must show a path that works."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("motia-state")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run([str(script), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    hint = next(line for line in done.stdout.splitlines() if line.startswith("inspect it with:"))
+    command, verb, scope = hint.removeprefix("inspect it with:").split()
+    assert verb == "list" and Path(command).is_file(), hint
+    listed = subprocess.run([command, "list", scope], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and scope in listed.stdout

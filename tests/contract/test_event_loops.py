@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from motia_state import StateManager
-from tests.conftest import FACTORIES
+from tests.contract.conftest import CONTRACT_FACTORIES as FACTORIES
 
 
 def test_same_store_across_event_loops(backend: str, tmp_path: Path) -> None:

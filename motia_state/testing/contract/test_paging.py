@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from motia_state import StateKeyError, StateManager, StateValueError
+from motia_state.testing.helpers import mark_all
 
 # Keys whose code point order differs from numeric, case-insensitive or locale order.
 SPECIAL = ["%", "_", "%a", "_a", "a%", "a_", "a", "a:b", "a:b:c", "a b", "ab", "A", "Z", "é", "😀", "\\", "[", "*", "~"]
@@ -125,3 +126,7 @@ async def test_after_needs_a_scope_and_a_key(state: StateManager) -> None:
             await state.items("s", after=bad)
     # Nothing above changed the store.
     assert [i.key for i in await state.items("s")] == ["a"]
+
+
+# Every test above: a module-level pytestmark would not travel with the tests when the suite is imported.
+mark_all(globals(), "listing")

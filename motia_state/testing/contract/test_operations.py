@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from motia_state import SetResult, StateItem, StateKeyError, StateManager, StateValueError
-from tests.contract.helpers import assert_same
+from motia_state.testing.helpers import assert_same
 
 
 async def test_get_missing_is_none(state: StateManager) -> None:
@@ -45,6 +45,7 @@ async def test_falsy_values_are_stored_listed_and_deleted(state: StateManager, f
     assert await state.list_groups() == []
 
 
+@pytest.mark.motia_state_needs("counts")
 async def test_clear_removes_exactly_one_scope(state: StateManager) -> None:
     for scope in ("user", "user2", "use", "user:1"):
         await state.set(scope, "a", 1)
@@ -113,6 +114,7 @@ async def test_items_limit_must_be_valid(state: StateManager) -> None:
         await state.items(limit=-1)
 
 
+@pytest.mark.motia_state_needs("null")
 async def test_get_many(state: StateManager) -> None:
     await state.set_many("s", {"a": 1, "b": None, "c": {"x": [1]}})
     got = await state.get_many("s", ["c", "missing", "a", "b"])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
+
+import pytest
 
 
 def assert_same(got: Any, expected: Any, path: str = "value") -> None:
@@ -18,3 +21,11 @@ def assert_same(got: Any, expected: Any, path: str = "value") -> None:
             assert_same(g, e, f"{path}[{i}]")
     else:
         assert got == expected, f"{path}: {got!r} != {expected!r}"
+
+
+def mark_all(namespace: MutableMapping[str, Any], *capabilities: str) -> None:
+    """Mark every ``test_*`` function of a module as needing ``capabilities``."""
+    mark = pytest.mark.motia_state_needs(*capabilities)
+    for name, value in list(namespace.items()):
+        if name.startswith("test_") and callable(value):
+            namespace[name] = mark(value)

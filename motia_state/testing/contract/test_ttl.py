@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from motia_state import StateManager, StateValueError
+from motia_state.testing.helpers import mark_all
 
 SHORT = 0.3  # seconds: long enough to read back on a loaded machine, short enough to wait for
 WAIT = SHORT + 0.35
@@ -140,3 +141,7 @@ async def test_invalid_ttl_rejected_and_nothing_written(state: StateManager, ttl
     with pytest.raises(StateValueError):
         await state.set_many("s", {"k": 1}, ttl=ttl)
     assert await state.keys("s") == []
+
+
+# Every test above: a module-level pytestmark would not travel with the tests when the suite is imported.
+mark_all(globals(), "ttl")

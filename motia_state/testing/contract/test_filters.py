@@ -1,3 +1,5 @@
+# mypy: disable-error-code="arg-type,dict-item,attr-defined,no-untyped-call,unused-ignore"
+# (These tests pass wrongly typed arguments to the API on purpose.)
 """SPEC §6: items filters, on every backend (SQL backends run them in the database)."""
 
 from __future__ import annotations
@@ -7,6 +9,7 @@ from typing import Any
 import pytest
 
 from motia_state import StateManager, StateValueError
+from motia_state.testing.helpers import mark_all
 
 DATA: dict[str, Any] = {
     "e1": {"n": 10, "s": "apple", "b": True, "l": [1, "x", {"k": 1}, [2]], "o": {"p": 5}, "z": None, "a.b": "dot"},
@@ -131,3 +134,7 @@ BAD_FILTERS: list[Any] = [
 async def test_bad_filter_raises(state: StateManager, bad: Any) -> None:
     with pytest.raises(StateValueError):
         await state.items(filters=[bad])
+
+
+# Every test above: a module-level pytestmark would not travel with the tests when the suite is imported.
+mark_all(globals(), "listing")

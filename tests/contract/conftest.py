@@ -1,0 +1,41 @@
+"""The contract suite runs through the ``motia_state.testing`` plugin, on every built-in backend and on the
+reference's five-method custom adapter (so the StateAdapter defaults meet the same behaviour tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from motia_state import StateManager
+from motia_state.testing import ALL_CAPABILITIES, StoreFactory, make_store, state
+from tests.conftest import FACTORIES, MARKS
+from tests.test_custom_adapter import FiveMethodAdapter
+
+__all__ = ["make_store", "state"]  # the plugin's fixtures, over the root conftest's four-backend ones
+
+
+async def make_custom(tmp_path: Path, **options: Any) -> StateManager:
+    return StateManager(FiveMethodAdapter(), **options)
+
+
+CONTRACT_FACTORIES: dict[str, StoreFactory] = {**FACTORIES, "custom": make_custom}
+# The five reference methods: no ttl, no listing, clear/cleanup report nothing.
+CAPABILITIES = {"custom": frozenset()}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, [])) for name in CONTRACT_FACTORIES])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend under test (the four built-ins and the five-method custom adapter)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def motia_state_factory(backend: str) -> StoreFactory:
+    return CONTRACT_FACTORIES[backend]
+
+
+@pytest.fixture
+def motia_state_capabilities(backend: str) -> frozenset[str]:
+    return CAPABILITIES.get(backend, ALL_CAPABILITIES)
