@@ -9,7 +9,7 @@ import pytest
 
 from motia_state import StateBackendError, StateManager
 from motia_state.backends.postgres import PostgresAdapter
-from tests.contract.helpers import assert_same
+from motia_state.testing.helpers import assert_same
 from tests.services import PG_URL
 
 pytestmark = pytest.mark.postgres

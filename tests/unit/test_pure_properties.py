@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from motia_state import StateValueError, UpdateOpError
 from motia_state.ops import FILTER_OPS, apply_ops, match, parse_filters, parse_ops
+from motia_state.testing.helpers import assert_same
 from motia_state.values import check_value, decode, encode
-from tests.contract.helpers import assert_same
 
 scalars = st.one_of(
     st.none(),
