@@ -25,7 +25,7 @@ POOL_SIZE: Final = int(os.environ.get("MOTIA_STATE_BENCH_POOL_SIZE", "0")) or No
 
 def _pool_size(motia: MotiaSubject) -> int:
     """The adapter's own pool size, so that the raw pool is the same size."""
-    size = getattr(motia.state.adapter, "_pool_size", None)
+    size = getattr(motia.state.adapter, "pool_size", None)
     if not isinstance(size, int):
         raise RuntimeError(f"cannot read the pool size of {motia.state.adapter!r}; set MOTIA_STATE_BENCH_POOL_SIZE")
     return size

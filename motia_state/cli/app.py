@@ -9,6 +9,7 @@ traceback and without passwords. Each group of commands is a module here; this o
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import sys
@@ -19,15 +20,50 @@ from typing import IO, NoReturn
 import click
 
 from ..errors import StateError, mask_secrets
-from . import demo, entries, schema, scopes, transfer
 from .common import EXIT_USAGE, PROG, CLIFailure, Target, describe, exit_code_of
 
 __all__ = ["cli", "main"]
 
 DEBUG_ENV = "MOTIA_STATE_DEBUG"
 
+# Command name -> "module:function" in this package: a command's module is imported only when it runs (a
+# reading call then loads nothing it does not use). A new command = its function + one line here.
+COMMANDS: dict[str, str] = {
+    "list": "scopes:list_command",
+    "get": "entries:get_command",
+    "set": "entries:set_command",
+    "update": "entries:update_command",
+    "delete": "entries:delete_command",
+    "ttl": "entries:ttl_command",
+    "keys": "scopes:keys_command",
+    "items": "scopes:items_command",
+    "clear": "scopes:clear_command",
+    "groups": "scopes:groups_command",
+    "cleanup": "scopes:cleanup_command",
+    "migrate": "schema:migrate_command",
+    "export": "transfer:export_command",
+    "import": "transfer:import_command",
+    "copy": "transfer:copy_command",
+    "demo": "demo:demo_command",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported on first use (``COMMANDS``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, name = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option(
     "--config",
     type=click.Path(dir_okay=False),
@@ -58,27 +94,6 @@ def cli(ctx: click.Context, config: str | None, url: str | None) -> None:
       motia-state copy --from sqlite:///.motia/motia.state.db --to postgresql://app@db:5432/app
     """
     ctx.obj = Target(config, url)
-
-
-for _command in (
-    scopes.list_command,
-    entries.get_command,
-    entries.set_command,
-    entries.update_command,
-    entries.delete_command,
-    entries.ttl_command,
-    scopes.keys_command,
-    scopes.items_command,
-    scopes.clear_command,
-    scopes.groups_command,
-    scopes.cleanup_command,
-    schema.migrate_command,
-    transfer.export_command,
-    transfer.import_command,
-    transfer.copy_command,
-    demo.demo_command,
-):
-    cli.add_command(_command)
 
 
 def _fail(message: str, exit_code: int = 1) -> NoReturn:

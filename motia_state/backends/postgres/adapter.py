@@ -80,6 +80,11 @@ class PostgresAdapter(StateAdapter):
         return f"PostgresAdapter({self._url.masked!r}, pool_size={self._pg.pool_size})"
 
     @property
+    def pool_size(self) -> int:
+        """The most connections the pool opens."""
+        return self._pg.pool_size
+
+    @property
     def url(self) -> str:
         """The URL with the password masked."""
         return self._url.masked

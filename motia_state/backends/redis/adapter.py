@@ -64,6 +64,11 @@ class RedisAdapter(StateAdapter):
         return f"RedisAdapter({self._url.masked!r}, key_prefix={self._keys.prefix!r})"
 
     @property
+    def pool_size(self) -> int:
+        """The most connections the pool opens."""
+        return self._conn.pool_size
+
+    @property
     def key_prefix(self) -> str:
         """The prefix of every Redis key this adapter writes."""
         return self._keys.prefix

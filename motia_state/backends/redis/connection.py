@@ -96,6 +96,11 @@ class Connection:
         self._slots: asyncio.Semaphore | None = None
         self._pool: ConnectionPool | None = self.new_pool()
 
+    @property
+    def pool_size(self) -> int:
+        """The most connections the pool opens."""
+        return self._pool_size
+
     def new_pool(self) -> ConnectionPool:
         options: dict[str, Any] = {}
         if _MaintConfig is not None:
