@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from motia_state import StateManager, StateValueError
 from motia_state.testing.helpers import mark_all
@@ -82,7 +83,7 @@ CASES: list[tuple[Any, list[str]]] = [
 ]
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def filled(state: StateManager) -> StateManager:
     await state.set_many("f", DATA)
     await state.set("other-scope", "e1", DATA["e1"])

@@ -32,7 +32,9 @@ async def test_delete_returns_old_value(state: StateManager) -> None:
     assert await state.keys("s") == []
 
 
-@pytest.mark.parametrize("falsy", [0, 0.0, "", False, [], {}, None])
+@pytest.mark.parametrize(
+    "falsy", [0, 0.0, "", False, [], {}, pytest.param(None, marks=pytest.mark.motia_state_needs("null"), id="None")]
+)
 async def test_falsy_values_are_stored_listed_and_deleted(state: StateManager, falsy: object) -> None:
     await state.set("s", "k", falsy)
     assert await state.keys("s") == ["k"]
