@@ -24,7 +24,6 @@ from ...values import decode, encode
 from . import statements as q
 from .batcher import Batcher, copy_error
 from .connection import DEFAULT_COMMAND_TIMEOUT, DRIVER_ERRORS, ROLLED_BACK, Pool
-from .filters import compile_filters
 
 __all__ = ["PostgresAdapter"]
 
@@ -359,23 +358,7 @@ class PostgresAdapter(StateAdapter):
     async def items(
         self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None
     ) -> list[StateItem]:
-        where: list[str] = []
-        args: list[Any] = []
-        if scope is not None:
-            args.append(scope)
-            where.append("scope = $1")
-        if after is not None:
-            # The column's COLLATE "C" wins over the parameter's default collation: code point order, and
-            # the primary key index serves the range together with ORDER BY key and LIMIT.
-            args.append(after)
-            where.append(f"key > ${len(args)}")
-        conds, params, recheck = compile_filters(filters, len(args) + 1)
-        where.extend(conds)
-        args.extend(params)
-        query = q.ITEMS + "".join(f" AND {w}" for w in where) + " ORDER BY scope, key"
-        if limit is not None and not recheck:
-            args.append(limit)
-            query += f" LIMIT ${len(args)}"
+        query, args, recheck = q.items_query(scope, after, filters, limit)
         rows = await self._pg.run("fetch", query, tuple(args), read=True)
         out = [StateItem(r[0], r[1], decode(r[2]), r[3]) for r in rows]
         if recheck:

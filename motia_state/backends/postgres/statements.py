@@ -5,9 +5,12 @@ Expiry uses the database clock (``now()``), so workers on many hosts agree on wh
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
+from ...ops import Filter
 from ...sql import TABLE_NAME, VERSION_TABLE
+from .filters import compile_filters
 
 T: Final = TABLE_NAME
 LIVE: Final = "(expires_at IS NULL OR expires_at > now())"
@@ -127,3 +130,27 @@ WRITE_LOCKED_EXPIRED: Final = (
 ITEMS: Final = f"SELECT scope, key, value, expires_at FROM {T} WHERE {LIVE}"
 
 SCHEMA_VERSION: Final = f"SELECT version_num FROM {VERSION_TABLE}"
+
+
+def items_query(
+    scope: str | None, after: str | None, filters: Sequence[Filter], limit: int | None
+) -> tuple[str, list[Any], list[Filter]]:
+    """An items() query, its arguments, and the filters ``match`` must decide (then no LIMIT in SQL)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if scope is not None:
+        args.append(scope)
+        where.append("scope = $1")
+    if after is not None:
+        # The column's COLLATE "C" wins over the parameter's default collation: code point order, and
+        # the primary key index serves the range together with ORDER BY key and LIMIT.
+        args.append(after)
+        where.append(f"key > ${len(args)}")
+    conds, params, recheck = compile_filters(filters, len(args) + 1)
+    where.extend(conds)
+    args.extend(params)
+    query = ITEMS + "".join(f" AND {w}" for w in where) + " ORDER BY scope, key"
+    if limit is not None and not recheck:
+        args.append(limit)
+        query += f" LIMIT ${len(args)}"
+    return query, args, recheck

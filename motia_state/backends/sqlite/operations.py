@@ -26,11 +26,11 @@ from .statements import (
     SQL_GET_ENTRY,
     SQL_GET_MANY,
     SQL_GROUPS,
-    SQL_ITEMS,
     SQL_KEYS,
     SQL_TTL,
     SQL_UPSERT,
     SQL_VALUES,
+    items_query,
 )
 
 
@@ -43,7 +43,7 @@ def live(expires: str | None, now: str) -> bool:
     return expires is None or expires > now
 
 
-def _parsets(text: str | None) -> datetime | None:
+def parse_ts(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
@@ -54,14 +54,14 @@ def op_get(conn: sqlite3.Connection, now: str, scope: str, key: str) -> Any:
 
 def op_get_entry(conn: sqlite3.Connection, now: str, scope: str, key: str) -> Entry | None:
     row = conn.execute(SQL_GET_ENTRY, (scope, key, now)).fetchone()
-    return None if row is None else Entry(decode(row[0]), _parsets(row[1]))
+    return None if row is None else Entry(decode(row[0]), parse_ts(row[1]))
 
 
 def op_ttl(conn: sqlite3.Connection, now: str, scope: str, key: str) -> float | None:
     row = conn.execute(SQL_TTL, (scope, key, now)).fetchone()
     if row is None or row[0] is None:
         return None
-    expires = _parsets(row[0])
+    expires = parse_ts(row[0])
     assert expires is not None
     return max(expires.timestamp() - time.time(), 0.0)
 
@@ -122,20 +122,7 @@ def op_items(
     after: str | None = None,
 ) -> list[StateItem]:
     cond, params, recheck = compile_filters(filters)
-    sql = SQL_ITEMS
-    args: list[Any] = [now]
-    if scope is not None:
-        sql += " AND s.scope = ?"
-        args.append(scope)
-    if after is not None:
-        # BINARY collation compares UTF-8 bytes: code point order; the primary key index serves the range.
-        sql += ' AND s."key" > ?'
-        args.append(after)
-    sql += f' AND {cond} ORDER BY s.scope, s."key"'
-    args.extend(params)
-    if limit is not None and not recheck:
-        sql += " LIMIT ?"
-        args.append(limit)
+    sql, args = items_query(now, scope, after, cond, params, None if recheck else limit)
     out: list[StateItem] = []
     if limit is not None and limit <= 0:
         return out
@@ -143,7 +130,7 @@ def op_items(
         value = decode(text)
         if recheck and not match(value, recheck):
             continue
-        out.append(StateItem(s, k, value, _parsets(expires)))
+        out.append(StateItem(s, k, value, parse_ts(expires)))
         if limit is not None and len(out) >= limit:
             break
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from ...sql import TABLE_NAME
 
@@ -46,3 +46,24 @@ SQL_DELETE_MANY: Final = (
 )
 
 CLEANUP_BATCH: Final = 1000
+
+
+def items_query(
+    now: str, scope: str | None, after: str | None, cond: str, params: list[Any], limit: int | None
+) -> tuple[str, list[Any]]:
+    """An items() query: live rows of ``scope`` (or all) with keys after ``after``, passing ``cond``."""
+    sql = SQL_ITEMS
+    args: list[Any] = [now]
+    if scope is not None:
+        sql += " AND s.scope = ?"
+        args.append(scope)
+    if after is not None:
+        # BINARY collation compares UTF-8 bytes: code point order; the primary key index serves the range.
+        sql += ' AND s."key" > ?'
+        args.append(after)
+    sql += f' AND {cond} ORDER BY s.scope, s."key"'
+    args.extend(params)
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(limit)
+    return sql, args
