@@ -65,6 +65,12 @@ async def make_redis(tmp_path: Path, **options: Any) -> StateManager:
     return StateManager.from_url(REDIS_URL, **options)
 
 
+async def make_redis_motia(tmp_path: Path, **options: Any) -> StateManager:
+    """Redis in Motia's own key layout (shared with a Motia app)."""
+    await make_redis(tmp_path)
+    return StateManager.from_url(REDIS_URL + "?layout=motia", **options)
+
+
 FACTORIES: dict[str, StoreFactory] = {
     "memory": make_memory,
     "sqlite": make_sqlite,

@@ -4,8 +4,8 @@ Config, the CLI and ``StateManager.from_url`` read this table; nothing else name
 module is imported only when a store of that kind is opened, so a SQLite user never loads asyncpg.
 
 Adding a backend: write its adapter module (a :class:`~motia_state.StateAdapter` subclass whose
-constructor takes ``(url: StoreURL, **options)``), add one :class:`Backend` line to :data:`BACKENDS`, and one
-factory to the test suite's ``FACTORIES`` so the contract suite runs on it.
+constructor, or a function, takes ``(url: StoreURL, **options)``), add one :class:`Backend` line to
+:data:`BACKENDS`, and one factory to the test suite's ``FACTORIES`` so the contract suite runs on it.
 """
 
 from __future__ import annotations
@@ -97,6 +97,17 @@ SSLMODE: Final = Option("sslmode", text, "libpq TLS mode: disable, allow, prefer
 KEY_PREFIX: Final = Option("key_prefix", any_text, "prefix of every Redis key")
 
 
+def redis_layout(value: object) -> str:
+    """tagged | motia."""
+    if value not in ("tagged", "motia"):
+        raise ValueError("tagged (the default, Cluster-ready) or motia (shared with a Motia app's Redis adapter)")
+    assert isinstance(value, str)
+    return value
+
+
+LAYOUT: Final = Option("layout", redis_layout, "Redis key layout: tagged (default) or motia (Motia's own)")
+
+
 # --- building a URL from config.yml's host/port/... fields -----------------------------------------------
 
 
@@ -144,7 +155,7 @@ class Backend:
 
     name: str
     schemes: tuple[str, ...]
-    adapter: str  # "module:Class", imported on first use
+    adapter: str  # "module:callable" (the adapter class or a function making one), imported on first use
     options: tuple[Option, ...]
     has_schema: bool
     #: config.yml fields (host, port, user, password, database, path) -> a URL of this backend.
@@ -160,15 +171,15 @@ class Backend:
         """The option called ``name``, or None."""
         return next((o for o in self.options if o.name == name), None)
 
-    def adapter_class(self) -> type[StateAdapter]:
-        """Import the adapter's module (and so its driver) and return the class."""
-        module, _, cls = self.adapter.partition(":")
-        found: type[StateAdapter] = getattr(importlib.import_module(module), cls)
+    def factory(self) -> Callable[..., StateAdapter]:
+        """Import the adapter's module (and so its driver) and return what makes an adapter."""
+        module, _, name = self.adapter.partition(":")
+        found: Callable[..., StateAdapter] = getattr(importlib.import_module(module), name)
         return found
 
     def create(self, url: StoreURL, options: Mapping[str, Any]) -> StateAdapter:
         """A new adapter for ``url`` with ``options`` (already converted)."""
-        return self.adapter_class()(url, **options)  # type: ignore[call-arg]
+        return self.factory()(url, **options)
 
 
 BACKENDS: Final[tuple[Backend, ...]] = (
@@ -193,8 +204,8 @@ BACKENDS: Final[tuple[Backend, ...]] = (
     Backend(
         "redis",
         ("redis", "rediss"),
-        "motia_state.backends.redis:RedisAdapter",
-        (KEY_PREFIX, POOL_SIZE, CONNECT_TIMEOUT),
+        "motia_state.backends.redis:open_adapter",
+        (KEY_PREFIX, LAYOUT, POOL_SIZE, CONNECT_TIMEOUT),
         False,
         _redis_url,
         "redis://:password@host:6379/0",

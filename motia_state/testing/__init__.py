@@ -41,9 +41,10 @@ __all__ = ["ALL_CAPABILITIES", "StoreFactory"]
 
 StoreFactory = Callable[..., Awaitable[StateManager]]
 
-#: ``ttl``: writes with a ttl and expiry; ``listing``: keys/list/items/list_groups; ``counts``: clear and
-#: cleanup report how many entries they removed; ``null``: a stored null is told apart from no entry.
-ALL_CAPABILITIES: Final = frozenset({"ttl", "listing", "counts", "null"})
+#: ``ttl``: writes with a ttl and expiry; ``listing``: keys/list/items/list_groups; ``counts``: clear reports
+#: how many entries it removed; ``cleanup_counts``: cleanup() does too (a store whose server drops expired
+#: entries by itself has none to count); ``null``: a stored null is told apart from no entry.
+ALL_CAPABILITIES: Final = frozenset({"ttl", "listing", "counts", "cleanup_counts", "null"})
 
 
 def pytest_configure(config: pytest.Config) -> None:

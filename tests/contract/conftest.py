@@ -10,7 +10,7 @@ import pytest
 
 from motia_state import StateManager
 from motia_state.testing import ALL_CAPABILITIES, StoreFactory, make_store, state
-from tests.conftest import FACTORIES, MARKS
+from tests.conftest import FACTORIES, MARKS, make_redis_motia
 from tests.test_custom_adapter import FiveMethodAdapter
 
 __all__ = ["make_store", "state"]  # the plugin's fixtures, over the root conftest's four-backend ones
@@ -20,12 +20,15 @@ async def make_custom(tmp_path: Path, **options: Any) -> StateManager:
     return StateManager(FiveMethodAdapter(), **options)
 
 
-CONTRACT_FACTORIES: dict[str, StoreFactory] = {**FACTORIES, "custom": make_custom}
+CONTRACT_FACTORIES: dict[str, StoreFactory] = {**FACTORIES, "redis-motia": make_redis_motia, "custom": make_custom}
 # The five reference methods: no ttl, no listing, clear/cleanup report nothing.
-CAPABILITIES = {"custom": frozenset()}
+# Redis in the motia layout: expired strings vanish by themselves, so cleanup() has nothing to count.
+CAPABILITIES = {"custom": frozenset(), "redis-motia": ALL_CAPABILITIES - {"cleanup_counts"}}
 
 
-@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, [])) for name in CONTRACT_FACTORIES])
+@pytest.fixture(
+    params=[pytest.param(name, marks=MARKS.get(name.split("-")[0], [])) for name in CONTRACT_FACTORIES]
+)
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend under test (the four built-ins and the five-method custom adapter)."""
     return str(request.param)

@@ -24,7 +24,7 @@ from . import scripts
 from .connection import DRIVER_ERRORS, Command, Connection
 from .layout import Layout, expiry, ttl_ms
 
-__all__ = ["RedisAdapter"]
+__all__ = ["RedisAdapter", "RedisBase"]
 
 # Lua's unpack() and Redis's argument lists are bounded; batch members this many at a time.
 _CHUNK: Final = 1000
@@ -38,11 +38,8 @@ def _text(member: bytes) -> str:
     return member.decode("utf-8")
 
 
-class RedisAdapter(StateAdapter):
-    """State in Redis: ``redis.asyncio`` (hiredis parser) over one connection pool.
-
-    ``url`` is ``redis://[[user]:password@]host[:port][/db]`` or ``rediss://…`` for TLS.
-    """
+class RedisBase(StateAdapter):
+    """What both Redis layouts share: the URL, the connection, errors."""
 
     backend = "redis"
 
@@ -57,11 +54,11 @@ class RedisAdapter(StateAdapter):
         if type(key_prefix) is not str:
             raise StateConfigError(f"key_prefix must be a str, got {type(key_prefix).__name__}")
         self._url = url if isinstance(url, StoreURL) else parse_url(url)
-        self._keys = Layout(key_prefix)
+        self._prefix = key_prefix
         self._conn = Connection(self._url, pool_size=pool_size, connect_timeout=connect_timeout)
 
     def __repr__(self) -> str:
-        return f"RedisAdapter({self._url.masked!r}, key_prefix={self._keys.prefix!r})"
+        return f"{type(self).__name__}({self._url.masked!r}, key_prefix={self._prefix!r})"
 
     @property
     def pool_size(self) -> int:
@@ -71,15 +68,7 @@ class RedisAdapter(StateAdapter):
     @property
     def key_prefix(self) -> str:
         """The prefix of every Redis key this adapter writes."""
-        return self._keys.prefix
-
-    def entry_key(self, scope: str, key: str) -> str:
-        """The Redis key holding ``scope``/``key``: ``<prefix>{<scope>}:<key>``."""
-        return self._keys.entry(scope, key)
-
-    def index_key(self, scope: str) -> str:
-        """The Redis key of the scope's index (a sorted set): ``<prefix>{<scope>}``."""
-        return self._keys.index(scope)
+        return self._prefix
 
     def translate_error(self, exc: Exception) -> Exception | None:
         """Driver and socket errors become :class:`StateBackendError` with the masked URL."""
@@ -94,6 +83,32 @@ class RedisAdapter(StateAdapter):
     async def close(self) -> None:
         """Close every pooled connection; idempotent. A later operation opens a new pool."""
         await self._conn.close()
+
+
+class RedisAdapter(RedisBase):
+    """State in Redis, ``tagged`` layout (Cluster-ready): ``redis.asyncio`` (hiredis parser), one pool.
+
+    ``url`` is ``redis://[[user]:password@]host[:port][/db]`` or ``rediss://…`` for TLS.
+    """
+
+    def __init__(
+        self,
+        url: str | StoreURL,
+        *,
+        key_prefix: str = "motia:state:",
+        pool_size: int = 50,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix, pool_size=pool_size, connect_timeout=connect_timeout)
+        self._keys = Layout(key_prefix)
+
+    def entry_key(self, scope: str, key: str) -> str:
+        """The Redis key holding ``scope``/``key``: ``<prefix>{<scope>}:<key>``."""
+        return self._keys.entry(scope, key)
+
+    def index_key(self, scope: str) -> str:
+        """The Redis key of the scope's index (a sorted set): ``<prefix>{<scope>}``."""
+        return self._keys.index(scope)
 
     async def get(self, scope: str, key: str) -> Any:
         text = await self._conn.one(("GET", self._keys.entry(scope, key)), idempotent=True)

@@ -1,4 +1,4 @@
-"""The Redis key layout (SPEC §7), for the default prefix ``motia:state:``:
+"""The Redis key layouts (SPEC §7). ``tagged`` (the default), for the default prefix ``motia:state:``:
 
 * ``motia:state:{<scope>}:<key>`` -- a string holding the entry's JSON text, with a native ``PX`` expiry.
   ``%`` and ``}`` in the scope are percent-encoded (``%25``, ``%7D``) so the first ``}`` always ends the
@@ -6,13 +6,22 @@
 * ``motia:state:{<scope>}`` -- the scope's index, a sorted set: member = key, score = expiry in epoch
   milliseconds (``inf`` for none), in the scope's slot, so a script updates it atomically with the entry.
 * ``motia:state:__scopes__`` -- the registry of scopes (a set) for ``list_groups``/``cleanup``.
+
+``motia`` (:class:`MotiaLayout`), the layout of Motia's own Node Redis state adapter: ``motia:state:<scope>:<key>``
+holding the JSON text, and nothing else under the prefix. Motia reads a trace id up to the first ``:``, so a
+scope's ``:`` (and ``%``, to keep that unambiguous) is percent-encoded; a trace id has neither.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from typing import Final
 
-__all__ = ["Layout", "expiry", "ttl_ms"]
+__all__ = ["Layout", "MotiaLayout", "expiry", "glob_escape", "ttl_ms"]
+
+
+_ESCAPED: Final = re.compile(r"%(25|3[Aa])")
 
 
 def _tag(scope: str) -> str:
@@ -42,6 +51,52 @@ class Layout:
     def entry(self, scope: str, key: str) -> str:
         """The string holding ``scope``/``key``: ``<prefix>{<scope>}:<key>``."""
         return self.prefix + "{" + _tag(scope) + "}:" + key
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a SCAN/KEYS MATCH pattern: ``* ? [ ] \\`` never widen a match."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class MotiaLayout:
+    """``<prefix><scope>:<key>``, as Motia's Node adapter writes it; listing scans the prefix."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    @staticmethod
+    def _scope(scope: str) -> str:
+        if "%" in scope or ":" in scope:
+            return scope.replace("%", "%25").replace(":", "%3A")
+        return scope
+
+    def entries(self, scope: str) -> str:
+        """What every entry key of the scope starts with: ``<prefix><scope>:``."""
+        return self.prefix + self._scope(scope) + ":"
+
+    def entry(self, scope: str, key: str) -> str:
+        """The string holding ``scope``/``key``."""
+        return self.prefix + self._scope(scope) + ":" + key
+
+    def scope_pattern(self, scope: str) -> str:
+        """The MATCH pattern of the scope's entries (glob characters escaped)."""
+        return glob_escape(self.entries(scope)) + "*"
+
+    def all_pattern(self) -> str:
+        """The MATCH pattern of every entry under the prefix."""
+        return glob_escape(self.prefix) + "*"
+
+    def split(self, full: bytes) -> tuple[str, str] | None:
+        """(scope, key) of a Redis key under the prefix, or None for one that is no entry of this layout."""
+        text = full.decode("utf-8", "surrogateescape")[len(self.prefix) :]
+        scope, colon, key = text.partition(":")
+        if not colon or not scope or not key:
+            return None
+        if "%" in scope:
+            scope = _ESCAPED.sub(lambda m: "%" if m[1] == "25" else ":", scope)
+        return scope, key
 
 
 def ttl_ms(ttl: float | None) -> str:

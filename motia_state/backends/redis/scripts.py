@@ -189,4 +189,40 @@ return {#expired, redis.call('ZCARD', KEYS[1])}
 """
 )
 
-SCRIPTS: Final = (SET, DELETE, CAS, KEYS, VALUES, CLEAR, SET_MANY, DELETE_MANY, CLEANUP)
+# --- the motia layout: one string per entry, no index ----------------------------------------------
+
+# Compare-and-swap for update. KEYS[1] entry; ARGV[1] '1' if read as present (ARGV[2] the text read), ARGV[3]
+# new text, ARGV[4] ttl ms for a new entry ('' = none). Returns {1}, or {0, current text} after a lost race.
+MOTIA_CAS = Script(
+    """
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if cur ~= ARGV[2] then return {0, cur} end
+  redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
+  return {1}
+end
+if cur then return {0, cur} end
+if ARGV[4] == '' then
+  redis.call('SET', KEYS[1], ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+end
+return {1}
+"""
+)
+
+# KEYS entries; ARGV[1] ttl ms ('' = none), ARGV[2..] their texts, in order. All or nothing, one round trip.
+MOTIA_SET_MANY = Script(
+    """
+for i = 1, #KEYS do
+  if ARGV[1] == '' then
+    redis.call('SET', KEYS[i], ARGV[i + 1])
+  else
+    redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
+  end
+end
+return #KEYS
+"""
+)
+
+SCRIPTS: Final = (SET, DELETE, CAS, KEYS, VALUES, CLEAR, SET_MANY, DELETE_MANY, CLEANUP, MOTIA_CAS, MOTIA_SET_MANY)

@@ -49,6 +49,7 @@ async def test_expired_entry_old_value_and_update_start_fresh(state: StateManage
     assert await state.delete_many("s", ["k"]) == 1
 
 
+@pytest.mark.motia_state_needs("cleanup_counts")
 async def test_cleanup_removes_and_counts_expired(state: StateManager) -> None:
     await state.set_many("s", {f"k{i}": i for i in range(5)}, ttl=SHORT)
     await state.set("s", "live", 1)
