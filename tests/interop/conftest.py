@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.interop.node import PREPARED, motia as motia
+from tests.interop.node import PREPARED
+from tests.interop.node import motia as motia
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

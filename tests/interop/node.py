@@ -177,7 +177,9 @@ class Motia:
             raise NodeError(f"node printed no JSON for {request!r}: {done.stdout!r} {done.stderr!r}") from None
         return results
 
-    async def redis(self, url: str, *calls: list[Any], key_prefix: str | None = None, ttl: int | None = None) -> list[Any]:
+    async def redis(
+        self, url: str, *calls: list[Any], key_prefix: str | None = None, ttl: int | None = None
+    ) -> list[Any]:
         """``calls`` (each ``[method, *args]``) on one ``RedisStateAdapter({url}, {keyPrefix, ttl})``, in order."""
         options: dict[str, Any] = {}
         if key_prefix is not None:
