@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 from ...adapter import Entry, StateAdapter, StateItem
@@ -84,6 +84,45 @@ class RedisBase(StateAdapter):
         """Close every pooled connection; idempotent. A later operation opens a new pool."""
         await self._conn.close()
 
+    def entry_key(self, scope: str, key: str) -> str:
+        """The Redis key holding ``scope``/``key`` (the layout's)."""
+        raise NotImplementedError
+
+    async def ttl(self, scope: str, key: str) -> float | None:
+        left = await self._conn.one(("PTTL", self.entry_key(scope, key)), idempotent=True)
+        return None if left < 0 else left / 1000
+
+    async def _compare_and_set(
+        self,
+        scope: str,
+        key: str,
+        apply: Callable[[Any], Any],
+        write: Callable[[bytes | None, str], Awaitable[Any]],
+    ) -> tuple[Any, Any]:
+        """Optimistic compare-and-swap around ``apply``: exact numbers, atomic across processes.
+
+        The JSON is never decoded in Lua (cjson would lose big integers, float digits and ``{}`` vs ``[]``):
+        the text is read, ``apply`` runs here, and ``write(text read, new text)`` (a script) writes only if
+        the text is unchanged, answering ``{1}`` or ``{0, current text}``.
+        """
+        text: bytes | None = await self._conn.one(("GET", self.entry_key(scope, key)), idempotent=True)
+        for attempt in range(_MAX_CAS_ATTEMPTS):
+            old = None if text is None else decode(text)
+            new = apply(old)  # raises before anything is written
+            # Not retried blindly: a lost reply could mean the write happened.
+            reply = await write(text, encode(new))
+            if reply[0] == 1:
+                return old, new
+            # Lost the race: the reply carries the current text. Back off a little, with jitter, so the
+            # contenders spread out instead of colliding again in lockstep.
+            text = reply[1] if len(reply) > 1 else None
+            await asyncio.sleep(random.random() * min(0.005, 0.0001 * (1 << min(attempt, 6))))
+        raise StateBackendError(
+            f"update of scope {scope!r} key {key!r} kept conflicting with concurrent writes; retry later",
+            backend=self.backend,
+            url=self._url.masked,
+        )
+
 
 class RedisAdapter(RedisBase):
     """State in Redis, ``tagged`` layout (Cluster-ready): ``redis.asyncio`` (hiredis parser), one pool.
@@ -151,19 +190,11 @@ class RedisAdapter(RedisBase):
     async def update_entry(
         self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
     ) -> tuple[Any, Any]:
-        """Optimistic compare-and-swap around ``apply``: exact numbers, atomic across processes.
-
-        The JSON is never decoded in Lua (cjson would lose big integers, float digits and ``{}`` vs ``[]``):
-        the text is read, ``apply`` runs here, and a script writes the result only if the text is unchanged.
-        """
         tag = self._keys.index(scope)
         ekey = self._keys.entry(scope, key)
         new_ttl = ttl_ms(ttl_if_new)
-        text: bytes | None = await self._conn.one(("GET", ekey), idempotent=True)
-        for attempt in range(_MAX_CAS_ATTEMPTS):
-            old = None if text is None else decode(text)
-            new = apply(old)  # raises before anything is written
-            new_text = encode(new)
+
+        async def write(text: bytes | None, new_text: str) -> Any:
             if text is None:
                 commands: list[Command] = [
                     ("EVALSHA", scripts.CAS.sha, 2, ekey, tag, "0", "", new_text, key, new_ttl),
@@ -171,23 +202,9 @@ class RedisAdapter(RedisBase):
                 ]
             else:
                 commands = [("EVALSHA", scripts.CAS.sha, 2, ekey, tag, "1", text, new_text, key, new_ttl)]
-            # Not retried blindly: a lost reply could mean the write happened.
-            reply = (await self._conn.run(commands, idempotent=False))[0]
-            if reply[0] == 1:
-                return old, new
-            # Lost the race: the reply carries the current text. Back off a little, with jitter, so the
-            # contenders spread out instead of colliding again in lockstep.
-            text = reply[1] if len(reply) > 1 else None
-            await asyncio.sleep(random.random() * min(0.005, 0.0001 * (1 << min(attempt, 6))))
-        raise StateBackendError(
-            f"update of scope {scope!r} key {key!r} kept conflicting with concurrent writes; retry later",
-            backend=self.backend,
-            url=self._url.masked,
-        )
+            return (await self._conn.run(commands, idempotent=False))[0]
 
-    async def ttl(self, scope: str, key: str) -> float | None:
-        left = await self._conn.one(("PTTL", self._keys.entry(scope, key)), idempotent=True)
-        return None if left < 0 else left / 1000
+        return await self._compare_and_set(scope, key, apply, write)
 
     # --- scopes --------------------------------------------------------------------------------
 

@@ -11,14 +11,11 @@ absolute expiry of an entry is read with ``PEXPIRETIME``).
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from ...adapter import Entry, StateItem
-from ...errors import StateBackendError
 from ...ops import Filter, match
 from ...urls import StoreURL
 from ...values import decode, encode
@@ -32,7 +29,6 @@ __all__ = ["MotiaLayoutAdapter"]
 _CHUNK: Final = 1000
 # COUNT hint of each SCAN step.
 _SCAN_COUNT: Final = 1000
-_MAX_CAS_ATTEMPTS: Final = 10_000
 
 
 def _expires_at(expire_ms: int) -> datetime | None:
@@ -108,30 +104,15 @@ class MotiaLayoutAdapter(RedisBase):
     async def update_entry(
         self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
     ) -> tuple[Any, Any]:
-        """Optimistic compare-and-swap around ``apply`` on the entry's text (exact numbers, no cjson)."""
         name = self._keys.entry(scope, key)
         new_ttl = ttl_ms(ttl_if_new)
-        text: bytes | None = await self._conn.one(("GET", name), idempotent=True)
-        for attempt in range(_MAX_CAS_ATTEMPTS):
-            old = None if text is None else decode(text)
-            new = apply(old)  # raises before anything is written
-            present = ("1", text) if text is not None else ("0", "")
-            reply = await self._conn.one(
-                ("EVALSHA", scripts.MOTIA_CAS.sha, 1, name, *present, encode(new), new_ttl), idempotent=False
-            )
-            if reply[0] == 1:
-                return old, new
-            text = reply[1] if len(reply) > 1 else None
-            await asyncio.sleep(random.random() * min(0.005, 0.0001 * (1 << min(attempt, 6))))
-        raise StateBackendError(
-            f"update of scope {scope!r} key {key!r} kept conflicting with concurrent writes; retry later",
-            backend=self.backend,
-            url=self._url.masked,
-        )
 
-    async def ttl(self, scope: str, key: str) -> float | None:
-        left = await self._conn.one(("PTTL", self._keys.entry(scope, key)), idempotent=True)
-        return None if left < 0 else left / 1000
+        async def write(text: bytes | None, new_text: str) -> Any:
+            present = ("1", text) if text is not None else ("0", "")
+            command = ("EVALSHA", scripts.MOTIA_CAS.sha, 1, name, *present, new_text, new_ttl)
+            return await self._conn.one(command, idempotent=False)
+
+        return await self._compare_and_set(scope, key, apply, write)
 
     # --- scopes ---------------------------------------------------------------------------------------
 
