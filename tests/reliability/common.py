@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from motia_state import StateManager
-from tests.conftest import FACTORIES
+from tests.conftest import FACTORIES, make_redis_motia
 from tests.services import PG_URL, REDIS_URL
 
 MULTIPROCESS_BACKENDS = [
     pytest.param("sqlite"),
     pytest.param("postgres", marks=pytest.mark.postgres),
     pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("redis-motia", marks=pytest.mark.redis),
 ]
 
 # A child process that has not finished by then is hung: it is killed and the test fails.
@@ -31,7 +32,7 @@ def fresh_shared_store(backend: str, tmp_path: Path) -> str:
     """Empty the test store of ``backend`` (creating its schema) and return a URL other processes can open."""
 
     async def prepare() -> None:
-        store = await FACTORIES[backend](tmp_path)
+        store = await {**FACTORIES, "redis-motia": make_redis_motia}[backend](tmp_path)
         try:
             await store.connect()
         finally:
@@ -44,6 +45,8 @@ def fresh_shared_store(backend: str, tmp_path: Path) -> str:
         return PG_URL
     if backend == "redis":
         return REDIS_URL
+    if backend == "redis-motia":
+        return REDIS_URL + "?layout=motia"
     raise ValueError(f"no multi-process URL for {backend}")
 
 
