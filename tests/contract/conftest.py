@@ -26,9 +26,7 @@ CONTRACT_FACTORIES: dict[str, StoreFactory] = {**FACTORIES, "redis-motia": make_
 CAPABILITIES = {"custom": frozenset(), "redis-motia": ALL_CAPABILITIES - {"cleanup_counts"}}
 
 
-@pytest.fixture(
-    params=[pytest.param(name, marks=MARKS.get(name.split("-")[0], [])) for name in CONTRACT_FACTORIES]
-)
+@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name.split("-")[0], [])) for name in CONTRACT_FACTORIES])
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend under test (the four built-ins and the five-method custom adapter)."""
     return str(request.param)

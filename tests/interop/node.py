@@ -35,20 +35,23 @@ PACKAGES = {
 }
 # node-redis 5 (the Redis adapter's client) needs Node 18.
 MIN_NODE_MAJOR = 18
-# --ignore-scripts: nothing the tests import needs an install script (esbuild's only checks its binary);
-# --omit=optional: nor esbuild's platform binaries, half of the download.
-NPM_INSTALL = (
-    "install",
+# What is installed (part of the marker: changing it reinstalls). --ignore-scripts: nothing the tests import
+# needs an install script (esbuild's only checks its binary); --omit=optional: nor esbuild's platform
+# binaries, half of the download.
+NPM_SELECTION = ("--omit=dev", "--omit=optional", "--ignore-scripts")
+# How npm fetches: the npm cache first; few, short retries, so that no network fails in seconds, not minutes.
+NPM_FETCH = (
+    "--prefer-offline",
+    "--fetch-retries=1",
+    "--fetch-retry-mintimeout=1000",
+    "--fetch-retry-maxtimeout=5000",
     "--no-audit",
     "--no-fund",
-    "--omit=dev",
-    "--omit=optional",
-    "--ignore-scripts",
-    "--prefer-offline",
     "--no-update-notifier",
     "--loglevel=error",
 )
-INSTALL_TIMEOUT = 600.0
+# Below pytest-timeout's 300 s per test, so that a stuck install is reported as such.
+INSTALL_TIMEOUT = 240.0
 CALL_TIMEOUT = 60.0
 DRIVER = Path(__file__).with_name("driver.mjs")
 MARKER = ".motia-state-installed.json"
@@ -71,7 +74,7 @@ def cache_dir() -> Path:
 
 
 def _wanted() -> dict[str, Any]:
-    return {"dependencies": PACKAGES, "npm_install": list(NPM_INSTALL)}
+    return {"dependencies": PACKAGES, "npm_install": list(NPM_SELECTION)}
 
 
 def _installed(root: Path) -> bool:
@@ -124,7 +127,7 @@ def install(root: Path, npm: str) -> float | None:
         start = time.monotonic()
         try:
             done = subprocess.run(
-                [npm, *NPM_INSTALL],
+                [npm, "install", *NPM_SELECTION, *NPM_FETCH],
                 cwd=root,
                 env=env,
                 capture_output=True,

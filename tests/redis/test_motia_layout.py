@@ -80,10 +80,26 @@ async def test_a_colon_in_a_scope_is_percent_encoded_so_motia_reads_the_trace_id
     await motia.set("a:b", "c", 1)
     await motia.set("a", "b:c", 2)
     await motia.set("100%", "k", 3)
-    assert set(await raw.keys("*")) == {b"motia:state:a%3Ab:c", b"motia:state:a:b:c", b"motia:state:100%25:k"}
+    await motia.set("x%3Ay", "k", 4)  # reads like an escape: its '%' is encoded
+    assert set(await raw.keys("*")) == {
+        b"motia:state:a%3Ab:c",
+        b"motia:state:a:b:c",
+        b"motia:state:100%:k",
+        b"motia:state:x%253Ay:k",
+    }
     assert await motia.get("a:b", "c") == 1 and await motia.get("a", "b:c") == 2
+    assert await motia.get("100%", "k") == 3 and await motia.get("x%3Ay", "k") == 4
     assert await motia.keys("a") == ["b:c"]
-    assert await motia.list_groups() == ["100%", "a", "a:b"]
+    assert await motia.list_groups() == ["100%", "a", "a:b", "x%3Ay"]
+
+
+async def test_a_trace_id_with_a_percent_written_by_motia_is_read_back(
+    motia: StateManager, raw: aioredis.Redis
+) -> None:
+    await raw.set("motia:state:100%:k", "1")
+    assert await motia.list_groups() == ["100%"]
+    assert await motia.get("100%", "k") == 1
+    assert [i.key for i in await motia.items()] == ["k"]
 
 
 async def test_layout_from_the_option_and_from_config(raw: aioredis.Redis, tmp_path: Path) -> None:

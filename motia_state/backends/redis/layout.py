@@ -9,7 +9,8 @@
 
 ``motia`` (:class:`MotiaLayout`), the layout of Motia's own Node Redis state adapter: ``motia:state:<scope>:<key>``
 holding the JSON text, and nothing else under the prefix. Motia reads a trace id up to the first ``:``, so a
-scope's ``:`` (and ``%``, to keep that unambiguous) is percent-encoded; a trace id has neither.
+scope holding ``:`` is stored with ``:`` and ``%`` percent-encoded (and so is one holding a ``%25`` or ``%3A``
+that would read as an escape); any other scope, every trace id, is stored as it is.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ class MotiaLayout:
 
     @staticmethod
     def _scope(scope: str) -> str:
-        if "%" in scope or ":" in scope:
+        # Only where reading back needs it: a ':' (Motia splits the trace id there), or a '%' that would read as
+        # an escape. A scope like '100%' stays as Motia writes it.
+        if ":" in scope or (("%" in scope) and _ESCAPED.search(scope)):
             return scope.replace("%", "%25").replace(":", "%3A")
         return scope
 
