@@ -7,7 +7,7 @@ keeps the password out of sight: :attr:`StoreURL.masked` is the only form ever s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qsl, quote, unquote, urlencode
@@ -45,16 +45,6 @@ class StoreURL:
     def masked(self) -> str:
         """The URL with the password replaced by ``***``: the only form to print."""
         return mask_url(self.raw)
-
-    @property
-    def driver(self) -> str | None:
-        """The ``+driver`` suffix of the scheme (``asyncpg`` in ``postgresql+asyncpg``), or None."""
-        return self.scheme.partition("+")[2] or None
-
-    @property
-    def params(self) -> dict[str, str]:
-        """The query parameters (the last value of a repeated one wins)."""
-        return dict(self.query)
 
     def host_list(self) -> list[tuple[str, int | None]]:
         """``hosts`` as (host, port) pairs; IPv6 brackets removed. StateConfigError for an unreadable port."""
@@ -159,13 +149,3 @@ def parse_url(url: object, source: str = "url") -> StoreURL:
     except ValueError:
         raise StateConfigError(f"{source}: the query string of {mask_url(url)!r} cannot be read") from None
     return StoreURL(url, scheme, username, password, hosts, path, query)
-
-
-def split_params(url: StoreURL, options: Mapping[str, object], ours: Iterable[str]) -> tuple[StoreURL, dict[str, str]]:
-    """Move the query parameters named in ``ours`` (the backend's own option names) out of ``url``.
-
-    Options given explicitly win over the URL's; returns the URL without them and the ones to apply.
-    """
-    names = set(ours)
-    taken = {k: v for k, v in url.query if k in names and k not in options}
-    return url.without(names), taken
