@@ -55,7 +55,12 @@ class RedisBase(StateAdapter):
             raise StateConfigError(f"key_prefix must be a str, got {type(key_prefix).__name__}")
         self._url = url if isinstance(url, StoreURL) else parse_url(url)
         self._prefix = key_prefix
+        self._keys = self._layout(key_prefix)
         self._conn = Connection(self._url, pool_size=pool_size, connect_timeout=connect_timeout)
+
+    def _layout(self, prefix: str) -> Any:
+        """The key layout under ``prefix`` (each subclass's own)."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._url.masked!r}, key_prefix={self._prefix!r})"
@@ -130,16 +135,10 @@ class RedisAdapter(RedisBase):
     ``url`` is ``redis://[[user]:password@]host[:port][/db]`` or ``rediss://…`` for TLS.
     """
 
-    def __init__(
-        self,
-        url: str | StoreURL,
-        *,
-        key_prefix: str = "motia:state:",
-        pool_size: int = 50,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        super().__init__(url, key_prefix=key_prefix, pool_size=pool_size, connect_timeout=connect_timeout)
-        self._keys = Layout(key_prefix)
+    _keys: Layout
+
+    def _layout(self, prefix: str) -> Layout:
+        return Layout(prefix)
 
     def entry_key(self, scope: str, key: str) -> str:
         """The Redis key holding ``scope``/``key``: ``<prefix>{<scope>}:<key>``."""

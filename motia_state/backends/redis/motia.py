@@ -17,7 +17,6 @@ from typing import Any, Final
 
 from ...adapter import Entry, StateItem
 from ...ops import Filter, match
-from ...urls import StoreURL
 from ...values import decode, encode
 from . import scripts
 from .adapter import RedisBase
@@ -39,16 +38,10 @@ def _expires_at(expire_ms: int) -> datetime | None:
 class MotiaLayoutAdapter(RedisBase):
     """State in Redis in Motia's own layout (``layout: motia``), readable and writable by a Motia app."""
 
-    def __init__(
-        self,
-        url: str | StoreURL,
-        *,
-        key_prefix: str = "motia:state:",
-        pool_size: int = 50,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        super().__init__(url, key_prefix=key_prefix, pool_size=pool_size, connect_timeout=connect_timeout)
-        self._keys = MotiaLayout(key_prefix)
+    _keys: MotiaLayout
+
+    def _layout(self, prefix: str) -> MotiaLayout:
+        return MotiaLayout(prefix)
 
     def entry_key(self, scope: str, key: str) -> str:
         """The Redis key holding ``scope``/``key``: ``<prefix><scope>:<key>``."""
