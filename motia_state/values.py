@@ -10,7 +10,6 @@ import re
 import sys
 import types
 import typing
-from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 from .errors import StateKeyError, StateValueError
@@ -200,6 +199,8 @@ def _float_text(f: float) -> str:
     if "e" not in text:
         return text
     # jsonb turns 1e+16 into the integer 10000000000000000; positional digits with a fraction keep it a float.
+    from decimal import Decimal  # rare: imported here, not at every start (a CLI call pays for each import)
+
     text = format(Decimal(text), "f")
     return text if "." in text else text + ".0"
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import random
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -186,7 +186,7 @@ class Database:
     def _open_memory(self) -> sqlite3.Connection:
         # A named in-memory database lives as long as our connection; Alembic migrates it through a second,
         # short-lived connection to the same name.
-        name = f"file:motia-state-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        name = f"file:motia-state-{os.urandom(16).hex()}?mode=memory&cache=shared"
         conn = self._connect_file(name, uri=True)
         if self.migrate != "off":
             from sqlalchemy import create_engine
