@@ -42,3 +42,38 @@ def require(service: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true requires {service}: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def pg_url_of(db: str) -> str:
+    """The URL of database ``db`` on the test server."""
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + db
+
+
+async def create_private_pg_database(prefix: str) -> str:
+    """A new empty database named ``prefix`` + a random suffix (a test's own, to drop afterwards)."""
+    import uuid
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    db = f"{prefix}{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{db}"')
+    finally:
+        await conn.close()
+    return db
+
+
+async def drop_private_pg_database(db: str, prefix: str) -> None:
+    """Drop ``db``, which must be one of ``prefix``'s (never anyone else's database)."""
+    import contextlib
+
+    import asyncpg
+
+    assert db.startswith(prefix), db
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        with contextlib.suppress(asyncpg.InvalidCatalogNameError):
+            await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from motia_state import StateManager
 from motia_state.testing.helpers import assert_same
 from tests.interop.node import Motia
 from tests.interop.script import run_script
-from tests.services import PG_ADMIN_URL, require
+from tests.services import create_private_pg_database, drop_private_pg_database, pg_url_of, require
 
 pytestmark = pytest.mark.redis
 
@@ -382,29 +381,6 @@ async def test_numbers_across_the_two_json_encoders(motia: Motia, state: StateMa
 # --- the CLI copies a Node-written store ---------------------------------------------------------------------------
 
 
-async def _pg_database() -> str:
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = f"{PG_PREFIX}{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name
-
-
-async def _drop_pg_database(name: str) -> None:
-    import asyncpg
-
-    assert name.startswith(PG_PREFIX), name
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def dest_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """An empty store to copy into: a SQLite file, or a private Postgres database (dropped afterwards)."""
@@ -412,11 +388,11 @@ async def dest_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         yield f"sqlite:///{tmp_path / 'copy.db'}"
         return
     require("postgres")
-    name = await _pg_database()
+    name = await create_private_pg_database(PG_PREFIX)
     try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        yield pg_url_of(name)
     finally:
-        await _drop_pg_database(name)
+        await drop_private_pg_database(name, PG_PREFIX)
 
 
 async def test_cli_copies_a_node_written_store(

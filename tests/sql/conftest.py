@@ -2,47 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from tests.services import PG_ADMIN_URL, require
+from tests.services import create_private_pg_database, drop_private_pg_database, pg_url_of, require
 
 # Private databases of these tests: created and dropped here, never anyone else's.
 PG_PREFIX = os.environ.get("MOTIA_STATE_TEST_PG_PREFIX", "motia_state_a_")
 
 
-def pg_url_of(db: str) -> str:
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + db
-
-
 async def create_pg_database() -> str:
     """A new empty database named PG_PREFIX + random suffix."""
-    import asyncpg
-
-    db = f"{PG_PREFIX}{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await conn.execute(f'CREATE DATABASE "{db}"')
-    finally:
-        await conn.close()
-    return db
+    return await create_private_pg_database(PG_PREFIX)
 
 
 async def drop_pg_database(db: str) -> None:
-    import asyncpg
-
-    assert db.startswith(PG_PREFIX), db
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        with contextlib.suppress(asyncpg.InvalidCatalogNameError):
-            await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await drop_private_pg_database(db, PG_PREFIX)
 
 
 @pytest.fixture
