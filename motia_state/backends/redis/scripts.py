@@ -51,12 +51,10 @@ return old
 """
 )
 
-# Compare-and-swap for update. KEYS[1] entry, KEYS[2] index; ARGV[1] '1' if the entry was read as present
-# (then ARGV[2] is the text read), ARGV[3] new text, ARGV[4] key, ARGV[5] ttl ms for a new entry ('' = none).
-# Returns {1} when written, or {0, current text (nil if absent)} when the entry changed since it was read,
-# so the caller can retry without another read.
-CAS = Script(
-    """
+# The compare half of both layouts' compare-and-swap: KEYS[1] the entry, ARGV[1] '1' if it was read as present
+# (ARGV[2] the text read), ARGV[3] the new text. An entry that was present and is unchanged is rewritten (its
+# expiry kept); a changed one, or one that appeared, answers {0, current text}; an absent one falls through.
+CAS_CHECK: Final = """
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
   if cur ~= ARGV[2] then return {0, cur} end
@@ -64,7 +62,15 @@ if ARGV[1] == '1' then
   return {1}
 end
 if cur then return {0, cur} end
-if ARGV[5] == '' then
+"""
+
+# Compare-and-swap for update. KEYS[1] entry, KEYS[2] index; ARGV[1] '1' if the entry was read as present
+# (then ARGV[2] is the text read), ARGV[3] new text, ARGV[4] key, ARGV[5] ttl ms for a new entry ('' = none).
+# Returns {1} when written, or {0, current text (nil if absent)} when the entry changed since it was read,
+# so the caller can retry without another read.
+CAS = Script(
+    CAS_CHECK
+    + """if ARGV[5] == '' then
   redis.call('SET', KEYS[1], ARGV[3])
   redis.call('ZADD', KEYS[2], 'inf', ARGV[4])
 else
@@ -194,15 +200,8 @@ return {#expired, redis.call('ZCARD', KEYS[1])}
 # Compare-and-swap for update. KEYS[1] entry; ARGV[1] '1' if read as present (ARGV[2] the text read), ARGV[3]
 # new text, ARGV[4] ttl ms for a new entry ('' = none). Returns {1}, or {0, current text} after a lost race.
 MOTIA_CAS = Script(
-    """
-local cur = redis.call('GET', KEYS[1])
-if ARGV[1] == '1' then
-  if cur ~= ARGV[2] then return {0, cur} end
-  redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
-  return {1}
-end
-if cur then return {0, cur} end
-if ARGV[4] == '' then
+    CAS_CHECK
+    + """if ARGV[4] == '' then
   redis.call('SET', KEYS[1], ARGV[3])
 else
   redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
