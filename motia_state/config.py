@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from .backends import ALL_OPTIONS, BACKENDS, DEFAULT_SQLITE_PATH, Backend, backend_named, positive_number, resolve
+from .backends import (
+    ALL_OPTIONS,
+    BACKENDS,
+    DEFAULT_SQLITE_PATH,
+    Backend,
+    any_text,
+    backend_named,
+    positive_number,
+    resolve,
+)
 from .backends import text as _text
 from .errors import StateConfigError
 from .urls import StoreURL
@@ -44,10 +53,6 @@ def _database(value: object) -> str:
     return str(value) if type(value) is int else _text(value)
 
 
-def _password(value: object) -> str:
-    return value if type(value) is str else _text(value)
-
-
 # Keys of the config.yml block that say where the store is (turned into a URL by the backend).
 _LOCATION_KEYS: Final[dict[str, Callable[[object], object]]] = {
     "adapter": _text,
@@ -57,7 +62,7 @@ _LOCATION_KEYS: Final[dict[str, Callable[[object], object]]] = {
     "port": _port,
     "user": _text,
     "username": _text,
-    "password": _password,
+    "password": any_text,
     "database": _database,
 }
 _ALLOWED_KEYS: Final = sorted({*_LOCATION_KEYS, "ttl", *ALL_OPTIONS})
