@@ -2,7 +2,9 @@
 
 from . import ops
 from .adapter import SetResult, StateAdapter, StateItem
+from .changes import Change, ChangeStream
 from .errors import (
+    ChangesCompactedError,
     SchemaOutOfDateError,
     StateBackendError,
     StateConfigError,
@@ -14,6 +16,9 @@ from .errors import (
 from .manager import StateManager
 
 __all__ = [
+    "Change",
+    "ChangeStream",
+    "ChangesCompactedError",
     "SchemaOutOfDateError",
     "SetResult",
     "StateAdapter",

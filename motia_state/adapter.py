@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from .ops import Filter, match
+
+if TYPE_CHECKING:
+    from .changes import Change
 
 __all__ = ["Entry", "SetResult", "StateAdapter", "StateItem"]
 
@@ -95,6 +98,8 @@ class StateAdapter:
 
     #: Short name used in error messages ("sqlite", "postgres", "redis", "memory", ...).
     backend: ClassVar[str] = "custom"
+    #: True when the store was opened with ``changes: off``: nothing is recorded, watch() refuses.
+    changes_off: bool = False
 
     # --- lifecycle (optional) ------------------------------------------------------------------
 
@@ -240,3 +245,25 @@ class StateAdapter:
             return None
         left = seconds_left(entry.expires_at)
         return None if left is None else max(left, 0.0)
+
+    # --- the change feed (SPEC §10; optional) ----------------------------------------------------
+
+    async def revision(self, scope: str | None) -> int:
+        """The revision of the last committed change (of ``scope`` when given) a watch would start after."""
+        raise NotImplementedError(
+            f"{type(self).__name__} records no changes: override revision(scope) and"
+            " changes_after(scope, key, after, limit, wait) to support watch()"
+        )
+
+    async def changes_after(
+        self, scope: str | None, key: str | None, after: int, limit: int, wait: float
+    ) -> list[Change]:
+        """Committed changes with a revision above ``after`` (of ``scope``/``key`` when given), oldest first,
+        at most ``limit``. When there are none yet, wait up to ``wait`` seconds for one ([] if none came).
+
+        Raises :class:`~motia_state.ChangesCompactedError` when changes after ``after`` are no longer kept.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} records no changes: override revision(scope) and"
+            " changes_after(scope, key, after, limit, wait) to support watch()"
+        )

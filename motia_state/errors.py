@@ -6,6 +6,7 @@ import re
 from urllib.parse import unquote
 
 __all__ = [
+    "ChangesCompactedError",
     "SchemaOutOfDateError",
     "StateBackendError",
     "StateConfigError",
@@ -66,6 +67,22 @@ class StateBackendError(StateError):
         super().__init__(f"{backend} backend at {masked}: {mask_secrets(message, url)}")
         self.backend = backend
         self.url = masked
+
+
+class ChangesCompactedError(StateError):
+    """``watch(since=...)`` asked for changes older than the store still keeps (``changes_retention``).
+
+    ``oldest`` is the oldest revision still kept: read the state again, then watch from ``state.revision()``.
+    """
+
+    def __init__(self, since: int, oldest: int) -> None:
+        super().__init__(
+            f"the changes after revision {since} are no longer kept (the oldest kept is {oldest};"
+            " changes_retention sets how long they are kept): read the state again and watch from"
+            " state.revision()"
+        )
+        self.since = since
+        self.oldest = oldest
 
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@")

@@ -6,13 +6,15 @@ import asyncio
 import builtins
 import contextlib
 import inspect
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar, overload
 
 from .adapter import SetResult, StateAdapter, StateItem
-from .errors import StateError, StateValueError
+from .changes import CHANGES_OFF, ChangeStream
+from .errors import StateConfigError, StateError, StateValueError
 from .ops import apply_ops, parse_filters, parse_ops
 from .values import check_name, check_ttl, check_value, rebuild
 
@@ -42,6 +44,8 @@ class StateManager:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connect_lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+        # Open watches, ended by close().
+        self._streams: weakref.WeakSet[ChangeStream] = weakref.WeakSet()
 
     # --- construction --------------------------------------------------------------------------
 
@@ -102,7 +106,9 @@ class StateManager:
                 await self._adapter.close()
 
     async def close(self) -> None:
-        """Release pools and connections. Idempotent; a later call reconnects."""
+        """Release pools and connections and end every open watch. Idempotent; a later call reconnects."""
+        for stream in list(self._streams):
+            stream.end()
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
             await self._drop_foreign_connections()
             return
@@ -132,6 +138,15 @@ class StateManager:
         if err is exc:
             raise exc
         raise err from exc
+
+    async def _connected_adapter(self) -> StateAdapter:
+        if self._loop is not asyncio.get_running_loop():
+            await self._connect()
+        return self._adapter
+
+    def _check_changes(self) -> None:
+        if getattr(self._adapter, "changes_off", False):
+            raise StateConfigError(CHANGES_OFF)
 
     def _ttl(self, ttl: float | None, scope: str, key: str | None = None) -> float | None:
         return self._default_ttl if ttl is None else check_ttl(ttl, scope, key)
@@ -377,6 +392,41 @@ class StateManager:
             return await self._adapter.delete_many(scope, wanted)
         except Exception as exc:
             self._raise(exc)
+
+    # --- the change feed ---------------------------------------------------------------------------
+
+    async def revision(self, scope: str | None = None) -> int:
+        """The revision of the last committed change (of ``scope``): ``watch(since=...)`` it to miss nothing.
+
+        0 when nothing was recorded yet. Read the state first, then this, then watch from it (SPEC §10).
+        """
+        if scope is not None:
+            check_name("scope", scope)
+        self._check_changes()
+        if self._loop is not asyncio.get_running_loop():
+            await self._connect()
+        try:
+            return await self._adapter.revision(scope)
+        except Exception as exc:
+            self._raise(exc)
+
+    def watch(self, scope: str | None = None, *, key: str | None = None, since: int | None = None) -> ChangeStream:
+        """Follow the store's changes (of ``scope``, of ``key`` in it) as they commit, in revision order.
+
+        ``since`` (a revision): first every retained change after it, then the live ones; without it, the
+        changes after the moment the watch opens. Use as ``async with state.watch(...) as changes:
+        async for change in changes: ...``. See SPEC §10 for the promises.
+        """
+        if scope is not None:
+            check_name("scope", scope)
+        if key is not None:
+            if scope is None:
+                raise StateValueError("watch(key=...) follows one key of one scope: pass the scope as well")
+            check_name("key", key)
+        if since is not None and (builtins.type(since) is not int or since < 0):
+            raise StateValueError(f"since must be a revision (an int >= 0) or None, got {since!r}")
+        self._check_changes()
+        return ChangeStream(self, scope, key, since)
 
 
 # Adapter class -> whether its items() takes ``after``; looked up once per class.

@@ -105,6 +105,17 @@ def redis_layout(value: object) -> str:
     return value
 
 
+def changes_mode(value: object) -> bool:
+    """on | off (YAML booleans and the strings alike) -> True | False."""
+    from ..changes import changes_option
+
+    return changes_option(value)
+
+
+CHANGES: Final = Option("changes", changes_mode, "on (default) | off: record every change for watch() and triggers")
+CHANGES_RETENTION: Final = Option(
+    "changes_retention", positive_number, "seconds a recorded change is kept at least (default 86400)"
+)
 LAYOUT: Final = Option("layout", redis_layout, "Redis key layout: tagged (default) or motia (Motia's own)")
 
 
@@ -187,7 +198,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         "sqlite",
         ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"),
         "motia_state.backends.sqlite:SQLiteAdapter",
-        (MIGRATE, BUSY_TIMEOUT, CONNECT_TIMEOUT),
+        (MIGRATE, BUSY_TIMEOUT, CONNECT_TIMEOUT, CHANGES, CHANGES_RETENTION),
         True,
         _sqlite_url,
         "sqlite:///.motia/motia.state.db",
@@ -196,7 +207,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         "postgres",
         ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg", "postgresql+psycopg2"),
         "motia_state.backends.postgres:PostgresAdapter",
-        (MIGRATE, POOL_SIZE, CONNECT_TIMEOUT, COMMAND_TIMEOUT, SSLMODE),
+        (MIGRATE, POOL_SIZE, CONNECT_TIMEOUT, COMMAND_TIMEOUT, SSLMODE, CHANGES, CHANGES_RETENTION),
         True,
         _postgres_url,
         "postgresql://user:password@host:5432/database",
@@ -205,7 +216,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         "redis",
         ("redis", "rediss"),
         "motia_state.backends.redis:open_adapter",
-        (KEY_PREFIX, LAYOUT, POOL_SIZE, CONNECT_TIMEOUT),
+        (KEY_PREFIX, LAYOUT, POOL_SIZE, CONNECT_TIMEOUT, CHANGES, CHANGES_RETENTION),
         False,
         _redis_url,
         "redis://:password@host:6379/0",
@@ -214,7 +225,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         "memory",
         ("memory",),
         "motia_state.backends.memory:MemoryAdapter",
-        (),
+        (CHANGES, CHANGES_RETENTION),
         False,
         lambda fields: "memory://",
         "memory://",

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..adapter import Entry, StateAdapter, StateItem
+from ..changes import Change, ChangeLog
 from ..ops import Filter, match
 from ..values import decode, encode
 
@@ -30,9 +31,31 @@ class MemoryAdapter(StateAdapter):
 
     backend = "memory"
 
-    def __init__(self, url: object = None) -> None:
+    def __init__(self, url: object = None, *, changes: bool = True, changes_retention: float = 86400.0) -> None:
         # ``url`` (memory://) is accepted so the registry can build every backend alike; it holds nothing.
         self._data: dict[str, dict[str, _Stored]] = {}
+        self.changes_off = not changes
+        self._log = ChangeLog(changes_retention)
+
+    def _record(self, event: Any, scope: str, key: str, old: _Stored | None, new: str | None) -> None:
+        if not self.changes_off:
+            self._log.record(event, scope, key, None if old is None else old[0], new)
+
+    def _wake(self) -> None:
+        if not self.changes_off:
+            self._log.wake()
+
+    async def revision(self, scope: str | None) -> int:
+        return self._log.revision(scope)
+
+    async def changes_after(
+        self, scope: str | None, key: str | None, after: int, limit: int, wait: float
+    ) -> list[Change]:
+        found = self._log.read(scope, key, after, limit)
+        if not found and wait > 0:
+            await self._log.wait(after, wait)
+            found = self._log.read(scope, key, after, limit)
+        return found
 
     def __repr__(self) -> str:
         return "MemoryAdapter()"
@@ -57,7 +80,17 @@ class MemoryAdapter(StateAdapter):
         return {k: s for k, s in entries.items() if s[1] is None or s[1] > now}
 
     def _put(self, scope: str, key: str, value: Any, expires: float | None) -> None:
-        self._data.setdefault(scope, {})[key] = (encode(value), expires)
+        entries = self._data.setdefault(scope, {})
+        text = encode(value)
+        if not self.changes_off:
+            old = entries.get(key)
+            if old is not None and old[1] is not None and old[1] <= time.time():
+                old = None  # an expired entry: the write starts a new one
+            self._record("created" if old is None else "updated", scope, key, old, text)
+            entries[key] = (text, expires)
+            self._log.wake()
+            return
+        entries[key] = (text, expires)
 
     async def get(self, scope: str, key: str) -> Any:
         stored = self._live(scope, key)
@@ -79,14 +112,17 @@ class MemoryAdapter(StateAdapter):
         await self.delete_entry(scope, key)
 
     async def delete_entry(self, scope: str, key: str) -> Any:
-        stored = self._live(scope, key)
-        if stored is None:
+        entries = self._data.get(scope)
+        stored = None if entries is None else entries.get(key)
+        if entries is None or stored is None:
             return None
-        entries = self._data[scope]
+        live = stored[1] is None or stored[1] > time.time()
         del entries[key]
         if not entries:
             del self._data[scope]
-        return decode(stored[0])
+        self._record("deleted" if live else "expired", scope, key, stored, None)
+        self._wake()
+        return decode(stored[0]) if live else None
 
     async def update_entry(
         self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
@@ -103,19 +139,29 @@ class MemoryAdapter(StateAdapter):
         if not entries:
             return 0
         now = time.time()
-        return sum(1 for _, expires in entries.values() if expires is None or expires > now)
+        removed = 0
+        for k in sorted(entries):
+            stored = entries[k]
+            live = stored[1] is None or stored[1] > now
+            removed += live
+            self._record("deleted" if live else "expired", scope, k, stored, None)
+        self._wake()
+        return removed
 
     async def cleanup(self) -> int:
         now = time.time()
         removed = 0
         for scope in list(self._data):
             entries = self._data[scope]
-            dead = [k for k, s in entries.items() if s[1] is not None and s[1] <= now]
+            dead = sorted(k for k, s in entries.items() if s[1] is not None and s[1] <= now)
             for k in dead:
-                del entries[k]
+                self._record("expired", scope, k, entries.pop(k), None)
             removed += len(dead)
             if not entries:
                 del self._data[scope]
+        self._log.compact(now)
+        if removed:
+            self._wake()
         return removed
 
     async def keys(self, scope: str) -> list[str]:
@@ -159,16 +205,33 @@ class MemoryAdapter(StateAdapter):
         # Encode everything first so that a failure leaves the store untouched.
         expires = _expiry(ttl)
         encoded = {k: (encode(v), expires) for k, v in mapping.items()}
-        self._data.setdefault(scope, {}).update(encoded)
+        entries = self._data.setdefault(scope, {})
+        if not self.changes_off:
+            now = time.time()
+            for k, new in encoded.items():
+                old = entries.get(k)
+                if old is not None and old[1] is not None and old[1] <= now:
+                    old = None
+                self._record("created" if old is None else "updated", scope, k, old, new[0])
+            self._log.wake()
+        entries.update(encoded)
 
     async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
         removed = 0
+        entries = self._data.get(scope)
+        if entries is None:
+            return 0
+        now = time.time()
         for k in keys:
-            if self._live(scope, k) is not None:
-                del self._data[scope][k]
-                removed += 1
-        if scope in self._data and not self._data[scope]:
+            stored = entries.pop(k, None)
+            if stored is None:
+                continue
+            live = stored[1] is None or stored[1] > now
+            removed += live
+            self._record("deleted" if live else "expired", scope, k, stored, None)
+        if not entries:
             del self._data[scope]
+        self._wake()
         return removed
 
     async def ttl(self, scope: str, key: str) -> float | None:

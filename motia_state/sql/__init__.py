@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["HEAD_REVISION", "TABLE_NAME", "VERSION_TABLE"]
+__all__ = ["CHANGES_TABLE", "HEAD_REVISION", "TABLE_NAME", "VERSION_TABLE"]
 
 TABLE_NAME: Final = "motia_state"
+CHANGES_TABLE: Final = "motia_state_changes"
 VERSION_TABLE: Final = "motia_state_alembic_version"
 #: The newest migration shipped with this package. A test checks it against the Alembic scripts, so that
 #: connecting to an up-to-date store can compare one string without importing Alembic.
-HEAD_REVISION: Final = "0001"
+HEAD_REVISION: Final = "0002"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..errors import SchemaOutOfDateError, StateBackendError, StateConfigError, StateError
 from ..urls import StoreURL, parse_url
-from . import HEAD_REVISION, TABLE_NAME, VERSION_TABLE
+from . import CHANGES_TABLE, HEAD_REVISION, TABLE_NAME, VERSION_TABLE
 from .connect import dialect, engine_args, make_sqlite_folder, sqlite_path
 
 if TYPE_CHECKING:
@@ -109,18 +109,21 @@ def head() -> str:
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    """Reflect only our table: the host application's tables (and its alembic_version) are not ours."""
+    """Reflect only our tables: the host application's tables (and its alembic_version) are not ours."""
     if type_ == "table":
-        return name == TABLE_NAME
+        return name in _OURS
     return True
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Compare only our table and what hangs off it (columns, indexes, constraints)."""
+    """Compare only our tables and what hangs off them (columns, indexes, constraints)."""
     if type_ == "table":
-        return name == TABLE_NAME
+        return name in _OURS
     table = getattr(obj, "table", None)
-    return table is None or table.name == TABLE_NAME
+    return table is None or table.name in _OURS
+
+
+_OURS: Final = frozenset({TABLE_NAME, CHANGES_TABLE})
 
 
 # --- engines and errors --------------------------------------------------------------------------------

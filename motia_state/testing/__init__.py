@@ -43,8 +43,9 @@ StoreFactory = Callable[..., Awaitable[StateManager]]
 
 #: ``ttl``: writes with a ttl and expiry; ``listing``: keys/list/items/list_groups; ``counts``: clear reports
 #: how many entries it removed; ``cleanup_counts``: cleanup() does too (a store whose server drops expired
-#: entries by itself has none to count); ``null``: a stored null is told apart from no entry.
-ALL_CAPABILITIES: Final = frozenset({"ttl", "listing", "counts", "cleanup_counts", "null"})
+#: entries by itself has none to count); ``null``: a stored null is told apart from no entry; ``changes``:
+#: the change feed (``watch``, ``revision``, SPEC §10).
+ALL_CAPABILITIES: Final = frozenset({"ttl", "listing", "counts", "cleanup_counts", "null", "changes"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -107,9 +108,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 
 @pytest.fixture(autouse=True)
 def _motia_state_needs(request: pytest.FixtureRequest, motia_state_capabilities: frozenset[str]) -> None:
-    marker = request.node.get_closest_marker("motia_state_needs")
-    if marker is None:
-        return
-    missing = sorted(set(marker.args) - motia_state_capabilities)
+    needed = {c for marker in request.node.iter_markers("motia_state_needs") for c in marker.args}
+    missing = sorted(needed - motia_state_capabilities)
     if missing:
         pytest.skip(f"the store under test lacks {', '.join(missing)}")
