@@ -87,18 +87,22 @@ def _tmpdir() -> Path:
 
 
 async def make_backend(name: str, *, db_suffix: str = "") -> Backend:
-    """Build (not open) the subjects of adapter ``name``."""
-    options: dict[str, Any] = {}
+    """Build (not open) the subjects of adapter ``name``.
+
+    The store records no changes (``changes: off``): on SQL the change triggers would fire for the raw
+    driver's writes too, on the same table. What recording changes costs is measured by ``bench.feed``.
+    """
+    options: dict[str, Any] = {"changes": False}
     if name == "memory":
         from bench.raw_memory import RawMemory
 
-        return Backend(name, MotiaSubject(name, "memory://"), RawMemory(), "memory://")
+        return Backend(name, MotiaSubject(name, "memory://", **options), RawMemory(), "memory://")
     if name == "sqlite":
         from bench.raw_sqlite import RawSQLite
 
         path = _tmpdir() / f"bench{db_suffix}.db"
         url = f"sqlite:///{path}"
-        return Backend(name, MotiaSubject(name, url), RawSQLite(str(path)), url)
+        return Backend(name, MotiaSubject(name, url, **options), RawSQLite(str(path)), url)
     if name == "postgres":
         from bench.raw_postgres import RawPostgres
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import weakref
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -228,18 +227,20 @@ class ChangeLog:
         self._revision = 0
         self._floor = 0  # the highest revision compacted away
         self._last_of: dict[str, int] = {}  # scope -> its last revision
-        self._waiters: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
+        self._waiters: set[asyncio.Event] = set()
 
-    def record(self, event: Event, scope: str, key: str, old: str | None, new: str | None) -> None:
+    def record(self, event: Event, scope: str, key: str, old: str | None, new: str | None, at: float) -> None:
         """Keep one change; the values are JSON text (None: no value), so every read builds fresh objects."""
-        self._revision += 1
-        self._last_of[scope] = self._revision
-        self._changes.append((self._revision, event, scope, key, old, new, time.time()))
+        self._revision = revision = self._revision + 1
+        self._last_of[scope] = revision
+        self._changes.append((revision, event, scope, key, old, new, at))
 
     def wake(self) -> None:
         """Wake every waiting reader (after the changes of one operation are recorded)."""
-        for waiter in list(self._waiters):
-            waiter.set()
+        if self._waiters:
+            for waiter in self._waiters:
+                waiter.set()
+            self._waiters.clear()
 
     def revision(self, scope: str | None) -> int:
         """The last revision recorded (of ``scope`` when given, else where it would start)."""
@@ -286,9 +287,12 @@ class ChangeLog:
             return
         event = asyncio.Event()
         self._waiters.add(event)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                await event.wait()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within):
+                    await event.wait()
+        finally:
+            self._waiters.discard(event)
 
     def compact(self, now: float | None = None) -> int:
         """Drop changes older than the retention; return how many."""

@@ -37,13 +37,20 @@ class MemoryAdapter(StateAdapter):
         self.changes_off = not changes
         self._log = ChangeLog(changes_retention)
 
-    def _record(self, event: Any, scope: str, key: str, old: _Stored | None, new: str | None) -> None:
-        if not self.changes_off:
-            self._log.record(event, scope, key, None if old is None else old[0], new)
-
-    def _wake(self) -> None:
-        if not self.changes_off:
-            self._log.wake()
+    def _removed(self, scope: str, entries: Mapping[str, _Stored], now: float) -> int:
+        """Record the removal of ``entries`` (deleted, or expired); return how many were live."""
+        live = 0
+        if self.changes_off:
+            return sum(1 for s in entries.values() if s[1] is None or s[1] > now)
+        record = self._log.record
+        for k, (text, expires) in entries.items():
+            if expires is None or expires > now:
+                live += 1
+                record("deleted", scope, k, text, None, now)
+            else:
+                record("expired", scope, k, text, None, now)
+        self._log.wake()
+        return live
 
     async def revision(self, scope: str | None) -> int:
         return self._log.revision(scope)
@@ -84,12 +91,12 @@ class MemoryAdapter(StateAdapter):
         text = encode(value)
         if not self.changes_off:
             old = entries.get(key)
-            if old is not None and old[1] is not None and old[1] <= time.time():
-                old = None  # an expired entry: the write starts a new one
-            self._record("created" if old is None else "updated", scope, key, old, text)
-            entries[key] = (text, expires)
+            now = time.time()
+            if old is None or (old[1] is not None and old[1] <= now):  # absent or expired: a new entry
+                self._log.record("created", scope, key, None, text, now)
+            else:
+                self._log.record("updated", scope, key, old[0], text, now)
             self._log.wake()
-            return
         entries[key] = (text, expires)
 
     async def get(self, scope: str, key: str) -> Any:
@@ -116,12 +123,12 @@ class MemoryAdapter(StateAdapter):
         stored = None if entries is None else entries.get(key)
         if entries is None or stored is None:
             return None
-        live = stored[1] is None or stored[1] > time.time()
+        now = time.time()
+        live = stored[1] is None or stored[1] > now
         del entries[key]
         if not entries:
             del self._data[scope]
-        self._record("deleted" if live else "expired", scope, key, stored, None)
-        self._wake()
+        self._removed(scope, {key: stored}, now)
         return decode(stored[0]) if live else None
 
     async def update_entry(
@@ -138,30 +145,22 @@ class MemoryAdapter(StateAdapter):
         entries = self._data.pop(scope, None)
         if not entries:
             return 0
-        now = time.time()
-        removed = 0
-        for k in sorted(entries):
-            stored = entries[k]
-            live = stored[1] is None or stored[1] > now
-            removed += live
-            self._record("deleted" if live else "expired", scope, k, stored, None)
-        self._wake()
-        return removed
+        return self._removed(scope, entries, time.time())
 
     async def cleanup(self) -> int:
         now = time.time()
         removed = 0
         for scope in list(self._data):
             entries = self._data[scope]
-            dead = sorted(k for k, s in entries.items() if s[1] is not None and s[1] <= now)
-            for k in dead:
-                self._record("expired", scope, k, entries.pop(k), None)
+            dead = {
+                k: entries.pop(k) for k in sorted(k for k, s in entries.items() if s[1] is not None and s[1] <= now)
+            }
+            if dead:
+                self._removed(scope, dead, now)
             removed += len(dead)
             if not entries:
                 del self._data[scope]
         self._log.compact(now)
-        if removed:
-            self._wake()
         return removed
 
     async def keys(self, scope: str) -> list[str]:
@@ -208,31 +207,24 @@ class MemoryAdapter(StateAdapter):
         entries = self._data.setdefault(scope, {})
         if not self.changes_off:
             now = time.time()
+            record = self._log.record
             for k, new in encoded.items():
                 old = entries.get(k)
-                if old is not None and old[1] is not None and old[1] <= now:
-                    old = None
-                self._record("created" if old is None else "updated", scope, k, old, new[0])
+                if old is None or (old[1] is not None and old[1] <= now):
+                    record("created", scope, k, None, new[0], now)
+                else:
+                    record("updated", scope, k, old[0], new[0], now)
             self._log.wake()
         entries.update(encoded)
 
     async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
-        removed = 0
         entries = self._data.get(scope)
         if entries is None:
             return 0
-        now = time.time()
-        for k in keys:
-            stored = entries.pop(k, None)
-            if stored is None:
-                continue
-            live = stored[1] is None or stored[1] > now
-            removed += live
-            self._record("deleted" if live else "expired", scope, k, stored, None)
+        gone = {k: entries.pop(k) for k in keys if k in entries}
         if not entries:
             del self._data[scope]
-        self._wake()
-        return removed
+        return self._removed(scope, gone, time.time()) if gone else 0
 
     async def ttl(self, scope: str, key: str) -> float | None:
         stored = self._live(scope, key)

@@ -45,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "import": "transfer:import_command",
     "copy": "transfer:copy_command",
     "demo": "demo:demo_command",
+    "watch": "watch:watch_command",
 }
 
 
