@@ -5,12 +5,12 @@ value; a second watcher resumed with ``--since`` the revision of the 300th chang
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
-import asyncio
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
