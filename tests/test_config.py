@@ -171,3 +171,48 @@ def test_sqlalchemy_url_carries_libpq_sslmode_as_asyncpg_ssl() -> None:
     target = postgres_target(settings.store_url, settings.options["sslmode"])
     assert target.dsn == "postgresql://u@h/db?sslmode=require"
     assert target.server_settings == {"application_name": "x"}
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [("off", False), ("on", True), ("false", False), ("true", True), ('"off"', False), ('"ON"', True)],
+)
+def test_changes_option_in_config_yml(tmp_path: Path, written: str, expected: bool) -> None:
+    path = write(tmp_path, f"state:\n  adapter: memory\n  changes: {written}\n  changes_retention: 600\n")
+    settings = load_settings(path, {})
+    assert settings.options["changes"] is expected
+    assert settings.options["changes_retention"] == 600.0
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("state:\n  adapter: sqlite\n  changes: sometimes\n", "changes must be on or off"),
+        ("state:\n  adapter: redis\n  changes_retention: -5\n", "changes_retention must be a number > 0"),
+        ("state:\n  adapter: postgres\n  changes_retention: soon\n", "changes_retention"),
+    ],
+)
+def test_bad_changes_options_name_the_key(tmp_path: Path, text: str, needle: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(StateConfigError, match=needle) as raised:
+        load_settings(path, {})
+    assert "config.yml" in str(raised.value)
+
+
+def test_changes_option_from_url_query_and_keyword() -> None:
+    assert settings_from_url("sqlite:///x.db?changes=off", {}).options["changes"] is False
+    assert settings_from_url("memory://", {"changes": "on", "changes_retention": 5}).options == {
+        "changes": True,
+        "changes_retention": 5.0,
+    }
+    with pytest.raises(StateConfigError, match="changes"):
+        StateManager.from_url("memory://", changes="maybe")
+
+
+async def test_store_opened_with_changes_off_refuses_watch_naming_the_option(tmp_path: Path) -> None:
+    path = write(tmp_path, "state:\n  adapter: memory\n  changes: off\n")
+    state = StateManager.from_config(path)
+    with pytest.raises(StateConfigError, match="changes: off"):
+        state.watch()
+    await state.set("s", "k", 1)
+    assert await state.get("s", "k") == 1
