@@ -333,3 +333,38 @@ async def test_copy_and_export_hold_one_batch_at_a_time() -> None:
     first, second = json.loads(paged.getvalue()), json.loads(whole.getvalue())
     del first["exported_at"], second["exported_at"]
     assert first == second and len(first["entries"]) == 52
+
+
+@pytest.mark.parametrize(
+    "dest", ["sqlite", pytest.param("postgres", marks=MARKS["postgres"]), pytest.param("redis", marks=MARKS["redis"])]
+)
+async def test_copy_and_import_record_created_changes_in_the_destination(dest: str, acli: Any, tmp_path: Path) -> None:
+    """SPEC §10: entries written by copy (and import) are changes of the destination like any write."""
+    src_dir, dst_dir = tmp_path / "src", tmp_path / "dst"
+    src_dir.mkdir()
+    dst_dir.mkdir()
+    src = await FACTORIES["sqlite"](src_dir)
+    dst = await FACTORIES[dest](dst_dir)
+    try:
+        await src.set_many("trace-1", {"a": 1, "b": {"x": [2]}})
+        await src.set("trace-2", "c", 3)
+        await dst.set("trace-1", "a", "older")
+        start = await dst.revision()
+        (await acli("copy", "--from", url_of("sqlite", src_dir), "--to", url_of(dest, dst_dir))).ok()
+        async with dst.watch(since=start) as changes:
+            got = [await asyncio.wait_for(anext(changes), 10) for _ in range(3)]
+        assert sorted((c.event, c.scope, c.key, c.old_value, c.new_value) for c in got) == [
+            ("created", "trace-1", "b", None, {"x": [2]}),
+            ("created", "trace-2", "c", None, 3),
+            ("updated", "trace-1", "a", "older", 1),
+        ]
+        export = tmp_path / "dump.json"
+        export.write_text(json.dumps({"trace-3:k": json.dumps("v")}))  # the File adapter's format
+        start = await dst.revision()
+        (await acli("--url", url_of(dest, dst_dir), "import", str(export))).ok()
+        async with dst.watch(since=start) as changes:
+            change = await asyncio.wait_for(anext(changes), 10)
+        assert (change.event, change.scope, change.key, change.new_value) == ("created", "trace-3", "k", "v")
+    finally:
+        await src.close()
+        await dst.close()
