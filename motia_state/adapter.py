@@ -100,6 +100,8 @@ class StateAdapter:
     backend: ClassVar[str] = "custom"
     #: True when the store was opened with ``changes: off``: nothing is recorded, watch() refuses.
     changes_off: bool = False
+    #: Why this adapter cannot record changes at all (watch() then raises StateConfigError with it), or None.
+    changes_unsupported: str | None = None
 
     # --- lifecycle (optional) ------------------------------------------------------------------
 

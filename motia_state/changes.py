@@ -12,17 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Self
+from typing import Any, Final, Literal, NoReturn, Protocol, Self
 
 from .errors import ChangesCompactedError, StateBackendError
 from .values import decode
-
-if TYPE_CHECKING:
-    from .manager import StateManager
 
 __all__ = ["EVENTS", "Change", "ChangeLog", "ChangeStream", "Event"]
 
@@ -88,6 +86,26 @@ def utc_from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+class ChangeSource(Protocol):
+    """The two adapter hooks a stream reads (``StateAdapter.revision`` and ``changes_after``)."""
+
+    async def revision(self, scope: str | None) -> int: ...
+    async def changes_after(
+        self, scope: str | None, key: str | None, after: int, limit: int, wait: float
+    ) -> list[Change]: ...
+
+
+class StreamOwner(Protocol):
+    """What a stream needs of its StateManager (a protocol: this module does not import the manager)."""
+
+    _streams: weakref.WeakSet[ChangeStream]
+
+    def _check_changes(self) -> None: ...
+    async def _connected_adapter(self) -> ChangeSource: ...
+    def _translate(self, exc: Exception) -> Exception: ...
+    def _raise(self, exc: Exception) -> NoReturn: ...
+
+
 class ChangeStream:
     """What ``state.watch()`` returns: an async context manager and an async iterator of :class:`Change`.
 
@@ -95,12 +113,16 @@ class ChangeStream:
     without it subscribes on the first ``anext``. Leaving the block, ``aclose()`` or ``state.close()`` ends it.
     """
 
-    def __init__(self, manager: StateManager, scope: str | None, key: str | None, since: int | None) -> None:
+    def __init__(self, manager: StreamOwner, scope: str | None, key: str | None, since: int | None) -> None:
         self._manager = manager
         self.scope = scope
         self.key = key
         self._since = since
         self._last: int | None = since
+        # Where the next read starts: the last delivered revision, or further when an idle read proved
+        # that this scope has no change up to a later revision (so compaction elsewhere cannot strand it).
+        self._cursor = since or 0
+        self._idle = False
         self._buffer: deque[Change] = deque()
         # The read in progress. It outlives a cancelled ``anext`` (the next call takes its result), so a
         # cancelled wait loses nothing.
@@ -124,7 +146,7 @@ class ChangeStream:
         self._manager._streams.add(self)
         try:
             if self._since is None:
-                self._last = await adapter.revision(self.scope)
+                self._last = self._cursor = await adapter.revision(self.scope)
             else:
                 # Read at once: a since= older than what is kept fails here, not at the first anext.
                 self._buffer.extend(await adapter.changes_after(self.scope, self.key, self._since, BATCH, 0.0))
@@ -157,11 +179,12 @@ class ChangeStream:
             self._buffer.extend(c for c in batch if last is None or c.revision > last)
         change = self._buffer.popleft()
         self._last = change.revision
+        self._cursor = max(self._cursor, change.revision)
         return change
 
     async def _next_batch(self) -> list[Change]:
         if self._pending is None:
-            self._pending = asyncio.ensure_future(self._read(self._last or 0))
+            self._pending = asyncio.ensure_future(self._read(self._cursor))
         pending = self._pending
         try:
             batch = await asyncio.shield(pending)
@@ -185,7 +208,15 @@ class ChangeStream:
         while True:
             try:
                 adapter = await manager._connected_adapter()
-                return await adapter.changes_after(self.scope, self.key, after, BATCH, WAIT)
+                # After an empty read of one scope, note the store's last revision first: if this read is
+                # empty too, the scope has no change up to there, and the stream moves on to it (else a
+                # quiet scope's watch would stay behind until compaction overtakes it).
+                known = await adapter.revision(None) if self._idle and self.scope is not None else None
+                batch = await adapter.changes_after(self.scope, self.key, after, BATCH, WAIT)
+                self._idle = not batch
+                if not batch and known is not None and known > self._cursor:
+                    self._cursor = known
+                return batch
             except ChangesCompactedError:
                 raise
             except Exception as exc:

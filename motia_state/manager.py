@@ -7,20 +7,22 @@ import builtins
 import contextlib
 import inspect
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar, overload
 
 from .adapter import SetResult, StateAdapter, StateItem
-from .changes import CHANGES_OFF, ChangeStream
+from .changes import CHANGES_OFF, Change, ChangeStream
 from .errors import StateConfigError, StateError, StateValueError
 from .ops import apply_ops, parse_filters, parse_ops
+from .triggers import GRACE, Trigger, TriggerRun, check_trigger_args
 from .values import check_name, check_ttl, check_value, rebuild
 
 __all__ = ["StateManager"]
 
 T = TypeVar("T")
+H = TypeVar("H", bound=Callable[[Change], Any])
 
 # Seconds allowed for dropping the connections of a previous event loop before reconnecting.
 _FOREIGN_CLOSE_TIMEOUT = 2.0
@@ -46,6 +48,8 @@ class StateManager:
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         # Open watches, ended by close().
         self._streams: weakref.WeakSet[ChangeStream] = weakref.WeakSet()
+        self._triggers: dict[str, Trigger] = {}
+        self._trigger_runs: set[TriggerRun] = set()
 
     # --- construction --------------------------------------------------------------------------
 
@@ -106,7 +110,16 @@ class StateManager:
                 await self._adapter.close()
 
     async def close(self) -> None:
-        """Release pools and connections and end every open watch. Idempotent; a later call reconnects."""
+        """Release pools and connections, end every open watch and stop running triggers (their in-flight
+        handlers get a grace period). Idempotent; a later call reconnects."""
+        runs = list(self._trigger_runs)
+        for run in runs:
+            run.stop()
+        if runs and self._loop is asyncio.get_running_loop():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(GRACE + 5):
+                    for run in runs:
+                        await run.finished.wait()
         for stream in list(self._streams):
             stream.end()
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
@@ -147,6 +160,9 @@ class StateManager:
     def _check_changes(self) -> None:
         if getattr(self._adapter, "changes_off", False):
             raise StateConfigError(CHANGES_OFF)
+        reason = getattr(self._adapter, "changes_unsupported", None)
+        if reason:
+            raise StateConfigError(reason)
 
     def _ttl(self, ttl: float | None, scope: str, key: str | None = None) -> float | None:
         return self._default_ttl if ttl is None else check_ttl(ttl, scope, key)
@@ -427,6 +443,74 @@ class StateManager:
             raise StateValueError(f"since must be a revision (an int >= 0) or None, got {since!r}")
         self._check_changes()
         return ChangeStream(self, scope, key, since)
+
+    # --- triggers ------------------------------------------------------------------------------
+
+    def on_change(
+        self,
+        name: str,
+        *,
+        scope: str | None = None,
+        key: str | None = None,
+        events: Iterable[str] | None = None,
+        condition: Callable[[Change], Any] | None = None,
+        start: str = "now",
+        concurrency: int = 16,
+        max_attempts: int = 5,
+        lease: float = 30,
+    ) -> Callable[[H], H]:
+        """Register a durable trigger: the decorated ``async def handler(change)`` runs once per matching change,
+        in one of the processes running ``run_triggers()`` (SPEC §11).
+
+        ``name`` is durable (the progress is stored under it); ``scope``/``key``/``events``/``condition``
+        choose the changes; ``start="beginning"`` also handles every retained change from before the
+        trigger's first run. Changes of one key run one at a time in order; up to ``concurrency`` keys at
+        once per process; a failing handler is retried ``max_attempts`` times, then parked.
+        """
+        self._check_changes()
+        chosen = check_trigger_args(name, scope, key, events, start, concurrency, max_attempts, lease)
+
+        def register(handler: H) -> H:
+            if not callable(handler):
+                raise TypeError(f"on_change({name!r}) decorates a function taking a Change, got {handler!r}")
+            if name in self._triggers:
+                raise StateValueError(f"a trigger named {name!r} is already registered on this StateManager")
+            self._triggers[name] = Trigger(
+                name,
+                handler,
+                scope,
+                key,
+                chosen,
+                condition,
+                "beginning" if start == "beginning" else "now",
+                concurrency,
+                max_attempts,
+                float(lease),
+            )
+            return handler
+
+        return register
+
+    @property
+    def triggers(self) -> tuple[Trigger, ...]:
+        """The triggers registered with :meth:`on_change`."""
+        return tuple(self._triggers.values())
+
+    async def run_triggers(self) -> None:
+        """Run the registered triggers until cancelled or :meth:`close`; in-flight handlers finish first."""
+        from .triggers import run_all
+
+        self._check_changes()
+        if not self._triggers:
+            raise StateConfigError(
+                "no trigger is registered on this store: decorate a handler with @state.on_change(...)"
+            )
+        try:
+            await run_all(self, list(self._triggers.values()))
+        except (StateError, NotImplementedError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            self._raise(exc)
 
 
 # Adapter class -> whether its items() takes ``after``; looked up once per class.

@@ -47,7 +47,7 @@ async def make_postgres(tmp_path: Path, **options: Any) -> StateManager:
 
     conn = await asyncpg.connect(PG_URL)
     try:
-        await conn.execute("TRUNCATE motia_state")
+        await conn.execute("TRUNCATE motia_state, motia_state_changes RESTART IDENTITY")
     finally:
         await conn.close()
     return state

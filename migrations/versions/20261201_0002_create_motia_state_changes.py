@@ -44,15 +44,20 @@ def upgrade() -> None:
     op.create_index(
         "ix_motia_state_changes_scope_key", "motia_state_changes", ["scope", "key", "revision"], unique=False
     )
-    statements = POSTGRES_CREATE if op.get_context().dialect.name == "postgresql" else SQLITE_CREATE
+    postgres = op.get_context().dialect.name == "postgresql"
+    if postgres:  # a scope's changes after a revision; SQLite walks the primary key instead (cheaper writes)
+        op.create_index("ix_motia_state_changes_scope", "motia_state_changes", ["scope", "revision"], unique=False)
+    statements = POSTGRES_CREATE if postgres else SQLITE_CREATE
     for statement in statements:
         op.execute(statement)
 
 
 def downgrade() -> None:
     """Drop the triggers and the changes table (the entries in motia_state are kept)."""
-    statements = POSTGRES_DROP if op.get_context().dialect.name == "postgresql" else SQLITE_DROP
-    for statement in statements:
+    postgres = op.get_context().dialect.name == "postgresql"
+    for statement in POSTGRES_DROP if postgres else SQLITE_DROP:
         op.execute(statement)
+    if postgres:
+        op.drop_index("ix_motia_state_changes_scope", table_name="motia_state_changes")
     op.drop_index("ix_motia_state_changes_scope_key", table_name="motia_state_changes")
     op.drop_table("motia_state_changes")

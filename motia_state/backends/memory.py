@@ -10,6 +10,7 @@ from typing import Any
 from ..adapter import Entry, StateAdapter, StateItem
 from ..changes import Change, ChangeLog
 from ..ops import Filter, match
+from ..triggers import MemoryTriggerStore
 from ..values import decode, encode
 
 __all__ = ["MemoryAdapter"]
@@ -36,6 +37,11 @@ class MemoryAdapter(StateAdapter):
         self._data: dict[str, dict[str, _Stored]] = {}
         self.changes_off = not changes
         self._log = ChangeLog(changes_retention)
+        self._triggers = MemoryTriggerStore()
+
+    def trigger_store(self) -> MemoryTriggerStore:
+        """Where triggers keep their progress: this process."""
+        return self._triggers
 
     def _removed(self, scope: str, entries: Mapping[str, _Stored], now: float) -> int:
         """Record the removal of ``entries`` (deleted, or expired); return how many were live."""

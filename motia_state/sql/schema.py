@@ -49,7 +49,10 @@ changes_table = Table(
     Column("old_value", _json, nullable=True),
     Column("new_value", _json, nullable=True),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # A key's history, and a scope's changes after a revision.
+    # A key's history.
     Index("ix_motia_state_changes_scope_key", "scope", "key", "revision"),
     sqlite_autoincrement=True,
 )
+# A scope's changes after a revision (watch(scope), revision(scope)). Postgres only: SQLite reads a scope's
+# changes by walking the primary key, and there this index would cost every write a quarter of its speed.
+Index("ix_motia_state_changes_scope", changes_table.c.scope, changes_table.c.revision).ddl_if(dialect="postgresql")

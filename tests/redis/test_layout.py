@@ -25,8 +25,12 @@ async def test_entry_is_one_json_string_at_the_documented_key(state: StateManage
     assert json.loads(text) == {"status": "pending", "seats": 2, "big": 2**70, "f": 1.0}
     assert b"1180591620717411303424" in text  # 2**70 written exactly, not as a float
     assert sorted(await raw.keys("*")) == [
+        b"motia:state:__changes__",  # the change feed (SPEC §10): global stream, stream registry, counter
+        b"motia:state:__changes_scopes__",
+        b"motia:state:__revision__",
         b"motia:state:__scopes__",
         b"motia:state:{trace-1}",
+        b"motia:state:{trace-1}#changes",  # the scope's change stream, in its slot
         b"motia:state:{trace-1}:booking",
     ]
 

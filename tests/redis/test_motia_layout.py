@@ -129,3 +129,16 @@ async def test_a_tagged_store_on_the_same_prefix_shows_its_index_keys(raw: aiore
     finally:
         await tagged.close()
         await motia.close()
+
+
+async def test_watch_revision_and_triggers_refuse_with_a_config_error_and_nothing_is_written(
+    motia: StateManager, raw: aioredis.Redis
+) -> None:
+    await motia.set("trace-1", "booking", {"status": "pending"})
+    with pytest.raises(StateConfigError, match="layout: tagged"):
+        motia.watch("trace-1")
+    with pytest.raises(StateConfigError, match="layout 'motia'"):
+        await motia.revision()
+    with pytest.raises(StateConfigError, match="layout 'motia'"):
+        motia.on_change("t")
+    assert list(await _all_keys(raw)) == [b"motia:state:trace-1:booking"]

@@ -115,6 +115,7 @@ def test_postgres_close_leaves_no_connection_after_watches(private_postgres: Pri
             await kept.__aenter__()
             abandoned = state.watch()
             waiting = asyncio.ensure_future(anext(abandoned))
+            await asyncio.sleep(0.3)  # subscribed on the first anext: let it subscribe
             await state.set(SCOPE, "k", 1)
             assert (await asyncio.wait_for(anext(kept), WITHIN)).key == "k"
             assert (await asyncio.wait_for(waiting, WITHIN)).key == "k"

@@ -5,25 +5,34 @@ is one statement (``statements``) on a pooled asyncpg connection (``connection``
 trip and no BEGIN/COMMIT. ``get`` and ``set`` calls issued while other ones are in flight are gathered into
 one statement over ``unnest`` arrays (``batcher``): many concurrent callers then share a round trip, which is
 what lets the adapter outrun one-statement-per-call drivers at high concurrency.
+
+The change feed (SPEC §10) is the ``motia_state_changes`` table, written by a database trigger
+(``sql/feed.py``): reads are plain queries on the pool, and a waiting reader is woken by the adapter's one
+LISTEN connection (``listener``). ``changes: off`` disables that trigger, for every process of the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import asyncpg  # type: ignore[import-untyped]
 
 from ...adapter import Entry, StateAdapter, StateItem
-from ...errors import StateBackendError, StateError
+from ...changes import Change, Event
+from ...errors import ChangesCompactedError, StateBackendError, StateConfigError, StateError
 from ...ops import Filter, match
+from ...sql import TABLE_NAME
+from ...sql.feed import POSTGRES_DISABLE, POSTGRES_ENABLE, POSTGRES_TRIGGER
 from ...sql.migrate import at_head
 from ...urls import StoreURL, parse_url
 from ...values import decode, encode
 from . import statements as q
 from .batcher import Batcher, copy_error
 from .connection import DEFAULT_COMMAND_TIMEOUT, DRIVER_ERRORS, ROLLED_BACK, Pool
+from .listener import POLL, Listener
 
 __all__ = ["PostgresAdapter"]
 
@@ -34,6 +43,7 @@ _OPTIMISTIC_TRIES: Final = 1
 _IN_FLIGHT: Final = 1
 _CONTENDED_FOR: Final = 1.0  # seconds of going straight to the locking update after a lost race
 _MAX_RETRIES: Final = 50
+_log = logging.getLogger("motia_state")
 
 
 class PostgresAdapter(StateAdapter):
@@ -50,6 +60,8 @@ class PostgresAdapter(StateAdapter):
         connect_timeout: float = 10.0,
         command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
         sslmode: str | None = None,
+        changes: bool = True,
+        changes_retention: float = 86400.0,
     ) -> None:
         parsed = url if isinstance(url, StoreURL) else parse_url(url)
         if sslmode is not None:
@@ -66,7 +78,10 @@ class PostgresAdapter(StateAdapter):
         )
         self._connect_lock: asyncio.Lock | None = None
         self._contended_until = 0.0
+        self.changes_off = not changes
+        self._retention = float(changes_retention)
         self._new_batchers()
+        self._listener = self._new_listener()
 
     def _new_batchers(self) -> None:
         # Fresh with every pool: a pool (and its batches) belongs to one event loop.
@@ -74,6 +89,16 @@ class PostgresAdapter(StateAdapter):
         self._sets: Batcher[tuple[str, str, str, float | None], Any] = Batcher(
             self._set_one, self._set_batch, _IN_FLIGHT
         )
+
+    def _new_listener(self) -> Listener:
+        return Listener(self._open_listen_connection, self._pg.connect_timeout)
+
+    async def _open_listen_connection(self) -> Any:
+        target = self._pg.target
+        async with asyncio.timeout(self._pg.connect_timeout + 1.0):
+            return await asyncpg.connect(
+                target.dsn, timeout=self._pg.connect_timeout, server_settings=dict(target.server_settings)
+            )
 
     def __repr__(self) -> str:
         return f"PostgresAdapter({self._url.masked!r}, pool_size={self._pg.pool_size})"
@@ -100,27 +125,66 @@ class PostgresAdapter(StateAdapter):
                 return
             await self._pg.open()
             try:
-                # Usual case, schema at head: one query on the new pool, no SQLAlchemy nor Alembic import.
-                if self._migrate != "off" and not at_head(await self._schema_version()):
+                # Usual case, schema at head: one query on the new pool, no SQLAlchemy nor Alembic import;
+                # it also says whether the change trigger fires.
+                version, recording = (None, None) if self._migrate == "off" else await self._schema_version()
+                if self._migrate != "off" and not at_head(version):
                     from ...sql.migrate import ensure_schema
 
                     await ensure_schema(self._url, self._migrate, connect_timeout=self._pg.connect_timeout)
+                    recording = None
+                if recording is None:
+                    recording = await self._fetch_on_pool(q.TRIGGER_ENABLED)
+                if recording is not None and recording == self.changes_off:
+                    await self._switch_changes()
             except BaseException:
                 await self._pg.close()
                 raise
             self._new_batchers()
+            await self._listener.close()
+            self._listener = self._new_listener()
 
-    async def _schema_version(self) -> str | None:
+    async def _fetch_on_pool(self, sql: str) -> Any:
+        try:
+            return await self._pg.pool.fetchval(sql)
+        except DRIVER_ERRORS as exc:
+            raise self._pg.error(exc) from exc
+
+    async def _schema_version(self) -> tuple[str | None, bool | None]:
         try:
             rows = await self._pg.pool.fetch(q.SCHEMA_VERSION)
         except asyncpg.UndefinedTableError:
-            return None
+            return None, None
         except DRIVER_ERRORS as exc:
             raise self._pg.error(exc) from exc
-        return str(rows[0][0]) if len(rows) == 1 else None
+        return (str(rows[0][0]), rows[0][1]) if len(rows) == 1 else (None, None)
+
+    async def _switch_changes(self) -> None:
+        """Enable or disable the change trigger to match ``changes``: it is the store's switch, not ours."""
+        off = self.changes_off
+        try:
+            await self._pg.pool.execute(POSTGRES_DISABLE if off else POSTGRES_ENABLE)
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise StateConfigError(
+                f"changes: {'off' if off else 'on'} needs to {'disable' if off else 'enable'} the trigger"
+                f" {POSTGRES_TRIGGER} on table {TABLE_NAME}, which only the table's owner may do ({exc}):"
+                f" connect once as the owner with this setting, or have the owner run"
+                f" `{POSTGRES_DISABLE if off else POSTGRES_ENABLE}`, or GRANT the owner's role to this user"
+            ) from None
+        except DRIVER_ERRORS as exc:
+            raise self._pg.error(exc) from exc
+        _log.warning(
+            "%s: changes %s: the change trigger of table %s is now %s; this applies to every process using"
+            " this store, whatever its own setting",
+            self._url.masked,
+            "off" if off else "on",
+            TABLE_NAME,
+            "disabled (no change is recorded)" if off else "enabled",
+        )
 
     async def close(self) -> None:
         # Batches already started finish (their callers get answers), then connections close gracefully.
+        await self._listener.close()
         await self._pg.close(before=self._drain)
 
     async def _drain(self) -> None:
@@ -344,7 +408,67 @@ class PostgresAdapter(StateAdapter):
             n = int(status.rsplit(" ", 1)[-1])
             removed += n
             if n < q.CLEANUP_BATCH:
-                return removed
+                break
+        await self._compact()
+        return removed
+
+    async def _compact(self) -> None:
+        """Delete the changes older than ``changes_retention``, one bounded batch at a time."""
+        while True:
+            status = await self._pg.run("execute", q.COMPACT, (self._retention,), read=False)
+            if int(status.rsplit(" ", 1)[-1]) < q.COMPACT_BATCH:
+                return
+
+    # --- the change feed ------------------------------------------------------------------------------
+
+    async def revision(self, scope: str | None) -> int:
+        if scope is None:
+            return int(await self._pg.run("fetchval", q.REVISION, (), read=True))
+        return int(await self._pg.run("fetchval", q.REVISION_OF_SCOPE, (scope,), read=True))
+
+    async def changes_after(
+        self, scope: str | None, key: str | None, after: int, limit: int, wait: float
+    ) -> list[Change]:
+        if wait <= 0:
+            return await self._read_changes(scope, key, after, limit)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        listener = self._listener
+        while True:
+            # LISTEN is up (or known down) and the generation taken *before* the read: a commit after the
+            # read's snapshot bumps the generation, so the wait below returns at once instead of missing it.
+            listening = listener.listening()
+            generation = listener.generation
+            found = await self._read_changes(scope, key, after, limit)  # the pool connection is back after this
+            left = deadline - loop.time()
+            if found or left <= 0:
+                return found
+            await listener.wait(generation, left if listening else min(left, POLL))
+
+    async def _read_changes(self, scope: str | None, key: str | None, after: int, limit: int) -> list[Change]:
+        if scope is None:
+            rows = await self._pg.run("fetch", q.CHANGES_AFTER, (after, limit), read=True)
+        elif key is None:
+            rows = await self._pg.run("fetch", q.CHANGES_AFTER_SCOPE, (after, limit, scope), read=True)
+        else:
+            rows = await self._pg.run("fetch", q.CHANGES_AFTER_KEY, (after, limit, scope, key), read=True)
+        oldest = rows[0][0]
+        # Revisions up to oldest - 1 may have been compacted away: a reader after less may miss some.
+        if oldest is not None and after < oldest - 1:
+            raise ChangesCompactedError(after, oldest)
+        return [
+            Change(
+                r[1],
+                cast(Event, r[2]),  # the trigger writes only the four event names
+                r[3],
+                r[4],
+                None if r[5] is None else decode(r[5]),
+                None if r[6] is None else decode(r[6]),
+                r[7],
+            )
+            for r in rows
+            if r[1] is not None
+        ]
 
     async def keys(self, scope: str) -> list[str]:
         return [r[0] for r in await self._pg.run("fetch", q.KEYS, (scope,), read=True)]

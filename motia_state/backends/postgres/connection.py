@@ -14,7 +14,7 @@ from typing import Any, Final
 import asyncpg  # type: ignore[import-untyped]
 
 from ...errors import StateBackendError, StateConfigError
-from ...sql import TABLE_NAME
+from ...sql import CHANGES_TABLE, TABLE_NAME
 from ...sql.connect import postgres_target
 from ...urls import StoreURL
 
@@ -76,7 +76,8 @@ def describe(exc: BaseException, connect_timeout: float) -> str:
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return f"the database does not exist ({reason}); create it (CREATE DATABASE) or fix the URL"
     if isinstance(exc, asyncpg.UndefinedTableError):
-        return f"the {TABLE_NAME} table is missing ({reason}); run `motia-state migrate` or use migrate: auto"
+        table = CHANGES_TABLE if CHANGES_TABLE in str(exc) else TABLE_NAME
+        return f"the {table} table is missing ({reason}); run `motia-state migrate` or use migrate: auto"
     if isinstance(exc, OSError | asyncpg.ConnectionDoesNotExistError | asyncpg.CannotConnectNowError):
         return f"cannot reach the server ({reason}); check that Postgres is running and the URL's host and port"
     return reason

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ...ops import Filter
-from ...sql import TABLE_NAME, VERSION_TABLE
+from ...sql import CHANGES_TABLE, TABLE_NAME, VERSION_TABLE
+from ...sql.feed import POSTGRES_TRIGGER
 from .filters import compile_filters
 
 T: Final = TABLE_NAME
@@ -129,7 +130,57 @@ WRITE_LOCKED_EXPIRED: Final = (
 # The head of an items() query: the conditions, ORDER BY and LIMIT are appended to it.
 ITEMS: Final = f"SELECT scope, key, value, expires_at FROM {T} WHERE {LIVE}"
 
-SCHEMA_VERSION: Final = f"SELECT version_num FROM {VERSION_TABLE}"
+# The schema version and whether the change trigger fires (None: no trigger), in the one query of a connect.
+TRIGGER_ENABLED: Final = (
+    f"SELECT (SELECT tgenabled <> 'D' FROM pg_trigger"
+    f" WHERE tgrelid = to_regclass('{T}') AND tgname = '{POSTGRES_TRIGGER}')"
+)
+SCHEMA_VERSION: Final = f"SELECT version_num, ({TRIGGER_ENABLED}) FROM {VERSION_TABLE}"
+
+# --- the change feed (SPEC §10) ---------------------------------------------------------------------------
+
+C: Final = CHANGES_TABLE
+# Revisions are taken at commit, in commit order (see sql/feed.py), so the highest committed revision is
+# where a watch starts; the sequence is never read (an in-flight commit may hold a value not yet visible).
+# A scope without changes starts at the floor: the revision just below the oldest kept (compaction never
+# deletes the newest row, so the floor is never above a change still to come).
+REVISION: Final = f"SELECT coalesce(max(revision), 0) FROM {C}"
+REVISION_OF_SCOPE: Final = (
+    f"SELECT coalesce((SELECT max(revision) FROM {C} WHERE scope = $1), (SELECT min(revision) - 1 FROM {C}), 0)"
+)
+
+
+def _changes_after(where: str) -> str:
+    # One statement, so one snapshot: the oldest revision kept and the changes read agree (a compaction
+    # committing in between cannot make a gap look like nothing). The outer row exists even with no change.
+    return f"""
+SELECT o.oldest, c.revision, c.event, c.scope, c.key, c.old_value, c.new_value, c.at
+FROM (SELECT min(revision) AS oldest FROM {C}) o
+LEFT JOIN LATERAL (
+    SELECT revision, event, scope, key, old_value, new_value, at FROM {C}
+    WHERE revision > $1{where} ORDER BY revision LIMIT $2
+) c ON true
+ORDER BY c.revision
+"""
+
+
+#: The changes after $1, at most $2: of every scope, of scope $3, of scope $3 and key $4.
+CHANGES_AFTER: Final = _changes_after("")
+CHANGES_AFTER_SCOPE: Final = _changes_after(" AND scope = $3")
+CHANGES_AFTER_KEY: Final = _changes_after(" AND scope = $3 AND key = $4")
+
+COMPACT_BATCH: Final = 5000
+# The oldest COMPACT_BATCH rows by revision (a bounded index scan, whatever the table holds), of which those
+# older than the retention ($1 seconds) go; never the newest row, so "oldest kept - 1" stays a correct floor
+# (revision() of a scope without changes). SKIP LOCKED: cleaners running at once take different rows and
+# never wait for (nor deadlock with) each other.
+COMPACT: Final = f"""
+DELETE FROM {C} WHERE revision = ANY(ARRAY(
+    SELECT revision FROM (
+        SELECT revision, at FROM {C} ORDER BY revision LIMIT {COMPACT_BATCH} FOR UPDATE SKIP LOCKED
+    ) s WHERE at < now() - $1::float8 * interval '1 second'
+)) AND revision < (SELECT max(revision) FROM {C})
+"""
 
 
 def items_query(

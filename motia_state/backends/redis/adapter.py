@@ -6,17 +6,29 @@ than the scopes, so it is updated in the same round trip as a write but outside 
 ``cleanup`` of scopes whose index is empty. Expiry times in the index come from the server's ``TIME``
 inside the same script that sets ``PX``, so the index and Redis's own expiry agree whatever the clients'
 clocks say. Needs Redis >= 6.2 (``SET … GET``, ``GETDEL``, ``KEEPTTL``).
+
+The change feed (SPEC §10): every writing script also records its changes (``scripts.recorder``): a revision
+from one counter, the change on the scope's stream (in its slot) and on the global stream. Redis drops expired
+strings by itself, so an ``expired`` change is recorded where the index shows one: ``cleanup()`` pruning an
+expired member, or ``delete``/``delete_many``/``clear`` meeting a member whose string is gone (its old value
+then is None; Redis no longer has it). A write over an expired entry records only ``created``. A watch reads
+with XRANGE and waits with ``XREAD BLOCK`` on the server, on a pool of its own; ``cleanup()`` compacts.
+The counter, the global stream and the registries are in other slots than the scopes: one server only
+(not Redis Cluster) as it stands.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from ...adapter import Entry, StateAdapter, StateItem
-from ...errors import StateBackendError, StateConfigError
+from ...changes import Change
+from ...errors import ChangesCompactedError, StateBackendError, StateConfigError
 from ...ops import Filter, match
 from ...urls import StoreURL, parse_url
 from ...values import decode, encode
@@ -38,6 +50,11 @@ def _text(member: bytes) -> str:
     return member.decode("utf-8")
 
 
+def _revision(entry_id: bytes) -> int:
+    """The revision of a change stream entry ID ``<revision>-0``."""
+    return int(entry_id.partition(b"-")[0])
+
+
 class RedisBase(StateAdapter):
     """What both Redis layouts share: the URL, the connection, errors."""
 
@@ -50,6 +67,8 @@ class RedisBase(StateAdapter):
         key_prefix: str = "motia:state:",
         pool_size: int = 50,
         connect_timeout: float = 10.0,
+        changes: bool = True,
+        changes_retention: float = 86400.0,
     ) -> None:
         if type(key_prefix) is not str:
             raise StateConfigError(f"key_prefix must be a str, got {type(key_prefix).__name__}")
@@ -57,6 +76,11 @@ class RedisBase(StateAdapter):
         self._prefix = key_prefix
         self._keys = self._layout(key_prefix)
         self._conn = Connection(self._url, pool_size=pool_size, connect_timeout=connect_timeout)
+        # Watches block in XREAD for seconds: on a pool of their own, so they never take the connections
+        # (and pool slots) that reads and writes need. Its connections open on the first blocking read.
+        self._blocking = Connection(self._url, pool_size=pool_size, connect_timeout=connect_timeout)
+        self.changes_off = not changes
+        self._retention_ms = max(1, round(changes_retention * 1000))
 
     def _layout(self, prefix: str) -> Any:
         """The key layout under ``prefix`` (each subclass's own)."""
@@ -88,6 +112,7 @@ class RedisBase(StateAdapter):
     async def close(self) -> None:
         """Close every pooled connection; idempotent. A later operation opens a new pool."""
         await self._conn.close()
+        await self._blocking.close()
 
     def entry_key(self, scope: str, key: str) -> str:
         """The Redis key holding ``scope``/``key`` (the layout's)."""
@@ -148,6 +173,20 @@ class RedisAdapter(RedisBase):
         """The Redis key of the scope's index (a sorted set): ``<prefix>{<scope>}``."""
         return self._keys.index(scope)
 
+    def stream_key(self, scope: str | None) -> str:
+        """The change stream of ``scope`` (``<prefix>{<scope>}#changes``), or of every scope (None)."""
+        return self._keys.changes if scope is None else self._keys.stream(scope)
+
+    def _script(
+        self, script: scripts.Script, keys: tuple[Any, ...], args: tuple[Any, ...], scope: str, *rest: Any
+    ) -> Command:
+        """EVALSHA of a writing script: its own keys and args, then the change feed's (scripts.recorder),
+        then ``rest``. With ``changes: off`` it gets no extra keys and a blank flag: it records nothing."""
+        if self.changes_off:
+            return ("EVALSHA", script.sha, len(keys), *keys, *args, "", "", "", *rest)
+        extra_keys, extra_args = self._keys.recording(scope)
+        return ("EVALSHA", script.sha, len(keys) + 4, *keys, *extra_keys, *args, *extra_args, *rest)
+
     async def get(self, scope: str, key: str) -> Any:
         text = await self._conn.one(("GET", self._keys.entry(scope, key)), idempotent=True)
         return None if text is None else decode(text)
@@ -168,7 +207,9 @@ class RedisAdapter(RedisBase):
         old = (
             await self._conn.run(
                 [
-                    ("EVALSHA", scripts.SET.sha, 2, self._keys.entry(scope, key), tag, encode(value), key, ttl_ms(ttl)),
+                    self._script(
+                        scripts.SET, (self._keys.entry(scope, key), tag), (encode(value), key, ttl_ms(ttl)), scope
+                    ),
                     ("SADD", self._keys.registry, scope),
                 ],
                 idempotent=False,
@@ -182,7 +223,7 @@ class RedisAdapter(RedisBase):
     async def delete_entry(self, scope: str, key: str) -> Any:
         tag = self._keys.index(scope)
         old = await self._conn.one(
-            ("EVALSHA", scripts.DELETE.sha, 2, self._keys.entry(scope, key), tag, key), idempotent=False
+            self._script(scripts.DELETE, (self._keys.entry(scope, key), tag), (key,), scope), idempotent=False
         )
         return None if old is None else decode(old)
 
@@ -196,11 +237,11 @@ class RedisAdapter(RedisBase):
         async def write(text: bytes | None, new_text: str) -> Any:
             if text is None:
                 commands: list[Command] = [
-                    ("EVALSHA", scripts.CAS.sha, 2, ekey, tag, "0", "", new_text, key, new_ttl),
+                    self._script(scripts.CAS, (ekey, tag), ("0", "", new_text, key, new_ttl), scope),
                     ("SADD", self._keys.registry, scope),
                 ]
             else:
-                commands = [("EVALSHA", scripts.CAS.sha, 2, ekey, tag, "1", text, new_text, key, new_ttl)]
+                commands = [self._script(scripts.CAS, (ekey, tag), ("1", text, new_text, key, new_ttl), scope)]
             return (await self._conn.run(commands, idempotent=False))[0]
 
         return await self._compare_and_set(scope, key, apply, write)
@@ -210,7 +251,9 @@ class RedisAdapter(RedisBase):
     async def clear(self, scope: str) -> int:
         tag = self._keys.index(scope)
         return int(
-            await self._conn.one(("EVALSHA", scripts.CLEAR.sha, 1, tag, self._keys.entries(scope)), idempotent=False)
+            await self._conn.one(
+                self._script(scripts.CLEAR, (tag,), (self._keys.entries(scope),), scope), idempotent=False
+            )
         )
 
     async def keys(self, scope: str) -> list[str]:
@@ -322,10 +365,12 @@ class RedisAdapter(RedisBase):
         return live
 
     async def cleanup(self) -> int:
-        """Prune expired index members (and any string Redis has not dropped yet) and empty scopes.
+        """Prune expired index members (and any string Redis has not dropped yet) and empty scopes, then
+        compact the change feed (changes older than ``changes_retention``).
 
         Works scope by scope in bounded batches; safe to run from many processes at once (each member is
-        pruned by exactly one script, so the counts add up).
+        pruned by exactly one script, so the counts add up, and records its ``expired`` change once).
+        Returns the entries removed.
         """
         removed = 0
         cursor: int | bytes = 0
@@ -338,7 +383,7 @@ class RedisAdapter(RedisBase):
             while pending:
                 replies = await self._conn.run(
                     [
-                        ("EVALSHA", scripts.CLEANUP.sha, 1, self._keys.index(s), self._keys.entries(s), _CHUNK)
+                        self._script(scripts.CLEANUP, (self._keys.index(s),), (self._keys.entries(s), _CHUNK), s)
                         for s in pending
                     ],
                     idempotent=False,
@@ -354,7 +399,133 @@ class RedisAdapter(RedisBase):
             if empty:
                 await self._forget(empty)
             if int(cursor) == 0:
-                return removed
+                break
+        if not self.changes_off:
+            await self._compact()
+        return removed
+
+    async def _compact(self) -> None:
+        """Drop the changes older than ``changes_retention`` (SPEC §10), in bounded batches.
+
+        First the global stream, which moves the floor (the highest revision removed) in the same script;
+        then every scope stream whose first retained revision is at or below the floor, found through the
+        stream registry, is trimmed up to the floor (and deleted when that empties it). Readers check the
+        floor after reading, so a change is never trimmed unseen by a watch that does not raise.
+        """
+        compact_args = (self._retention_ms, _CHUNK)
+        while True:
+            pruned, floor = await self._conn.one(
+                ("EVALSHA", scripts.COMPACT.sha, 2, self._keys.changes, self._keys.changes_floor, *compact_args),
+                idempotent=True,
+            )
+            if int(pruned) < _CHUNK:
+                break
+        while True:
+            tags = await self._conn.one(
+                ("ZRANGEBYSCORE", self._keys.changes_scopes, "-inf", floor, "LIMIT", 0, _SCOPE_BATCH), idempotent=True
+            )
+            if not tags:
+                return
+            await self._conn.run(
+                [
+                    (
+                        "EVALSHA",
+                        scripts.TRIM_SCOPE.sha,
+                        2,
+                        self._keys.stream_of_tag(_text(t)),
+                        self._keys.changes_scopes,
+                        floor,
+                        t,
+                        _CHUNK,
+                    )
+                    for t in tags
+                ],
+                idempotent=True,
+            )
+
+    # --- the change feed -----------------------------------------------------------------------
+
+    async def _compacted(self, after: int, floor: int) -> ChangesCompactedError:
+        """The error for a read after ``after`` below ``floor``: ``oldest`` is the first revision kept."""
+        oldest = await self._conn.one(("XRANGE", self._keys.changes, "-", "+", "COUNT", 1), idempotent=True)
+        return ChangesCompactedError(after, _revision(oldest[0][0]) if oldest else floor + 1)
+
+    async def revision(self, scope: str | None) -> int:
+        """The counter for every scope; for one, its stream's last revision, at least the floor."""
+        if scope is None:
+            counter = await self._conn.one(("GET", self._keys.revision), idempotent=True)
+            return 0 if counter is None else int(counter)
+        last, floor = await self._conn.run(
+            [("XREVRANGE", self._keys.stream(scope), "+", "-", "COUNT", 1), ("GET", self._keys.changes_floor)],
+            idempotent=True,
+        )
+        floor_rev = 0 if floor is None else int(floor)
+        return max(_revision(last[0][0]), floor_rev) if last else floor_rev
+
+    async def changes_after(
+        self, scope: str | None, key: str | None, after: int, limit: int, wait: float
+    ) -> list[Change]:
+        """XRANGE of the stream after ``after``; if empty, one XREAD BLOCK (server-side wait) up to ``wait``.
+
+        ``key`` is filtered here; the read goes on past changes of other keys until it finds some or the
+        stream ends, so a busy scope cannot keep a key watch from reaching the end.
+        """
+        stream = self.stream_key(scope)
+        cursor = after
+        deadline = time.monotonic() + wait
+        while True:
+            # The floor is read after the range: if it is still <= after then, nothing after ``after`` was
+            # trimmed before the range was read (the floor moves before any trim).
+            entries, floor = await self._conn.run(
+                [("XRANGE", stream, f"({cursor}-0", "+", "COUNT", limit), ("GET", self._keys.changes_floor)],
+                idempotent=True,
+            )
+            if floor is not None and after < int(floor):
+                raise await self._compacted(after, int(floor))
+            if entries:
+                cursor = _revision(entries[-1][0])
+                found = self._changes(scope, key, entries)
+                if found:
+                    return found
+                if len(entries) >= limit:
+                    continue  # all of another key, and maybe more after them
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            reply = await self._blocking.block(
+                ("XREAD", "BLOCK", max(1, int(left * 1000)), "COUNT", limit, "STREAMS", stream, f"{cursor}-0"),
+                wait=left,
+            )
+            if not reply:
+                return []
+            # RESP3 answers a map {stream: entries}, RESP2 a list of [stream, entries] pairs.
+            entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+            cursor = _revision(entries[-1][0])
+            found = self._changes(scope, key, entries)
+            if found:
+                return found
+
+    def _changes(self, scope: str | None, key: str | None, entries: list[Any]) -> list[Change]:
+        """Stream entries as :class:`Change` (of ``key`` only, when given)."""
+        out: list[Change] = []
+        wanted = None if key is None else key.encode("utf-8")
+        for entry_id, flat in entries:
+            fields = dict(zip(flat[0::2], flat[1::2], strict=True))
+            if wanted is not None and fields[b"k"] != wanted:
+                continue
+            old, new = fields.get(b"o"), fields.get(b"n")
+            out.append(
+                Change(
+                    _revision(entry_id),
+                    _text(fields[b"e"]),  # type: ignore[arg-type]
+                    scope if scope is not None else _text(fields[b"s"]),
+                    _text(fields[b"k"]),
+                    None if old is None else decode(old),
+                    None if new is None else decode(new),
+                    datetime.fromtimestamp(int(fields[b"t"]) / 1000, UTC),
+                )
+            )
+        return out
 
     async def _forget(self, scopes: list[str]) -> None:
         """Drop empty scopes from the registry, then put back any that a concurrent write just filled.
@@ -384,16 +555,17 @@ class RedisAdapter(RedisBase):
             args.append(encode(v))
         await self._conn.run(
             [
-                ("EVALSHA", scripts.SET_MANY.sha, 1, tag, self._keys.entries(scope), ttl_ms(ttl), *args),
+                self._script(scripts.SET_MANY, (tag,), (self._keys.entries(scope), ttl_ms(ttl)), scope, *args),
                 ("SADD", self._keys.registry, scope),
             ],
-            idempotent=True,  # re-running writes the same values again
+            # Re-running writes the same values again, but would record the changes twice.
+            idempotent=self.changes_off,
         )
 
     async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
         tag = self._keys.index(scope)
         return int(
             await self._conn.one(
-                ("EVALSHA", scripts.DELETE_MANY.sha, 1, tag, self._keys.entries(scope), *keys), idempotent=False
+                self._script(scripts.DELETE_MANY, (tag,), (self._keys.entries(scope),), scope, *keys), idempotent=False
             )
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -33,6 +34,8 @@ Command = tuple[Any, ...]
 # Errors after which a connection cannot be trusted and the request may be retried.
 _TRANSIENT: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 DRIVER_ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError)
+# Seconds a blocking read's reply may come after its block ends (a busy server, a slow network).
+_BLOCK_MARGIN: Final = 10.0
 # Requests up to this size are written straight to an idle socket (see _roundtrip).
 _DIRECT_WRITE: Final = 65536
 
@@ -148,7 +151,9 @@ class Connection:
             with contextlib.suppress(*_TRANSIENT):  # the connections are being dropped anyway
                 await pool.disconnect()
 
-    async def _roundtrip(self, conn: AbstractConnection, commands: Sequence[Command]) -> list[Any]:
+    async def _roundtrip(
+        self, conn: AbstractConnection, commands: Sequence[Command], read_timeout: float | None = None
+    ) -> list[Any]:
         data = _pack(commands)
         writer = getattr(conn, "_writer", None)
         if (
@@ -165,17 +170,27 @@ class Connection:
         replies: list[Any] = []
         for _ in commands:
             try:
-                replies.append(await conn.read_response())
+                if read_timeout is None:
+                    replies.append(await conn.read_response())
+                else:
+                    # Not read_response(timeout=): on that timeout it returns None and keeps the connection,
+                    # reply still pending. Ours cancels the read, which makes redis-py disconnect.
+                    async with asyncio.timeout(read_timeout):
+                        replies.append(await conn.read_response(timeout=math.inf))
             except ResponseError as exc:  # an error reply; keep reading so the connection stays in step
                 replies.append(exc)
         return replies
 
-    async def run(self, commands: Sequence[Command], *, idempotent: bool) -> list[Any]:
+    async def run(
+        self, commands: Sequence[Command], *, idempotent: bool, read_timeout: float | None = None
+    ) -> list[Any]:
         """Send ``commands`` in one round trip on one pooled connection and return their replies.
 
         A connection failing before anything was sent is always retried once (a pooled connection may
         have died with a restarted server); after sending, only ``idempotent`` requests are retried.
         A NOSCRIPT reply loads the scripts and re-sends the batch (the batches are built so that is safe).
+        ``read_timeout`` (seconds) replaces the socket timeout for reading the replies: a blocking command
+        (``XREAD BLOCK``) needs longer than the block, whatever ``socket_timeout`` the URL set.
         """
         attempt = 0
         while True:
@@ -191,7 +206,10 @@ class Connection:
                     conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
                     try:
                         sent = True
-                        replies = await self._roundtrip(conn, commands)
+                        if read_timeout is None:
+                            replies = await self._roundtrip(conn, commands)
+                        else:
+                            replies = await self._roundtrip(conn, commands, read_timeout)
                     except BaseException:
                         # A half-read reply (error, timeout, cancellation) would desync the connection.
                         await conn.disconnect(nowait=True)
@@ -220,5 +238,14 @@ class Connection:
 
     async def one(self, command: Command, *, idempotent: bool) -> Any:
         return (await self.run([command], idempotent=idempotent))[0]
+
+    async def block(self, command: Command, *, wait: float) -> Any:
+        """Run one blocking read (``XREAD BLOCK``) that the server may hold ``wait`` seconds.
+
+        The reply is read with a timeout a margin past the block, so neither a short ``socket_timeout``
+        nor a slow reply cuts it off. A cancelled call disconnects its connection (``run`` does that to any
+        half-read reply), so the pool never hands out a connection with a pending reply.
+        """
+        return (await self.run([command], idempotent=True, read_timeout=wait + _BLOCK_MARGIN))[0]
 
     # --- single entries ------------------------------------------------------------------------

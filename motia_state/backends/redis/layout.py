@@ -7,6 +7,18 @@
   milliseconds (``inf`` for none), in the scope's slot, so a script updates it atomically with the entry.
 * ``motia:state:__scopes__`` -- the registry of scopes (a set) for ``list_groups``/``cleanup``.
 
+The change feed (SPEC §10; none of it with ``changes: off``), written by the same scripts as the entries:
+
+* ``motia:state:{<scope>}#changes`` -- the scope's changes, a stream in the scope's slot: entry ID
+  ``<revision>-0``, fields ``e`` event, ``k`` key, ``o``/``n`` old/new JSON text (absent for no value), ``t``
+  commit time (server epoch ms). ``#`` never follows the tag in an entry (``}:``) or index (``}`` at the end)
+  key, and the tag has no ``}``, so it collides with neither.
+* ``motia:state:__changes__`` -- every scope's changes, one stream, the same fields plus ``s`` the scope.
+* ``motia:state:__revision__`` -- the revision counter (INCR once per change).
+* ``motia:state:__changes_scopes__`` -- the registry of scope streams, a sorted set: member = the scope's tag,
+  score = the stream's first retained revision, so compaction finds the streams to trim.
+* ``motia:state:__changes_floor__`` -- the highest revision compaction removed (absent = 0).
+
 ``motia`` (:class:`MotiaLayout`), the layout of Motia's own Node Redis state adapter: ``motia:state:<scope>:<key>``
 holding the JSON text, and nothing else under the prefix. Motia reads a trace id up to the first ``:``, so a
 scope holding ``:`` is stored with ``:`` and ``%`` percent-encoded (and so is one holding a ``%25`` or ``%3A``
@@ -35,11 +47,34 @@ def _tag(scope: str) -> str:
 class Layout:
     """Where a scope's keys live under one prefix."""
 
-    __slots__ = ("prefix", "registry")
+    __slots__ = ("changes", "changes_floor", "changes_scopes", "prefix", "registry", "revision")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.registry = prefix + "__scopes__"
+        self.revision = prefix + "__revision__"
+        self.changes = prefix + "__changes__"
+        self.changes_scopes = prefix + "__changes_scopes__"
+        self.changes_floor = prefix + "__changes_floor__"
+
+    @staticmethod
+    def tag(scope: str) -> str:
+        """The scope as written inside the braces (its registry member in ``changes_scopes``)."""
+        return _tag(scope)
+
+    def stream(self, scope: str) -> str:
+        """The scope's change stream, ``<prefix>{<scope>}#changes``, in the scope's slot."""
+        return self.prefix + "{" + _tag(scope) + "}#changes"
+
+    def stream_of_tag(self, tag: str) -> str:
+        """The change stream of the scope whose tag is ``tag`` (a ``changes_scopes`` member)."""
+        return self.prefix + "{" + tag + "}#changes"
+
+    def recording(self, scope: str) -> tuple[tuple[str, str, str, str], tuple[str, str, str]]:
+        """The extra KEYS and ARGV of a script recording ``scope``'s changes (see ``scripts.recorder``)."""
+        tag = _tag(scope)
+        keys = (self.revision, self.prefix + "{" + tag + "}#changes", self.changes, self.changes_scopes)
+        return keys, ("1", scope, tag)
 
     def index(self, scope: str) -> str:
         """The scope's index (a sorted set), ``<prefix>{<scope>}``; also the hash tag of its entries."""

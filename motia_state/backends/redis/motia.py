@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ...adapter import Entry, StateItem
+from ...changes import Change
 from ...ops import Filter, match
 from ...values import decode, encode
 from . import scripts
@@ -23,6 +24,13 @@ from .adapter import RedisBase
 from .layout import MotiaLayout, ttl_ms
 
 __all__ = ["MotiaLayoutAdapter"]
+
+# Why watch() fails here: the change feed would need keys under the prefix, which Motia would list as trace ids.
+_NO_CHANGES: Final = (
+    "the Redis layout 'motia' records no changes yet (nothing but entries may live under its prefix, where the"
+    " Motia app lists its trace ids), so watch(), revision() and on_change() are not available on it; use"
+    " layout: tagged (the default) for the change feed"
+)
 
 # Keys per MGET / DEL / script call.
 _CHUNK: Final = 1000
@@ -46,6 +54,19 @@ class MotiaLayoutAdapter(RedisBase):
     def entry_key(self, scope: str, key: str) -> str:
         """The Redis key holding ``scope``/``key``: ``<prefix><scope>:<key>``."""
         return self._keys.entry(scope, key)
+
+    #: The manager refuses watch()/revision() with this reason (a StateConfigError).
+    changes_unsupported: Final = _NO_CHANGES  # type: ignore[misc]
+
+    # --- the change feed ------------------------------------------------------------------------------
+
+    async def revision(self, scope: str | None) -> int:
+        raise NotImplementedError(_NO_CHANGES)
+
+    async def changes_after(
+        self, scope: str | None, key: str | None, after: int, limit: int, wait: float
+    ) -> list[Change]:
+        raise NotImplementedError(_NO_CHANGES)
 
     # --- scanning -------------------------------------------------------------------------------------
 

@@ -25,59 +25,127 @@ class Script:
         self.sha = hashlib.sha1(text.encode()).hexdigest()
 
 
-# KEYS[1] entry, KEYS[2] index; ARGV[1] JSON, ARGV[2] key, ARGV[3] ttl ms ('' = none). Returns the old text.
-SET = Script(
+def recorder(keys: int, args: int) -> str:
+    """The Lua prelude that records changes (SPEC §10), in a script with ``keys`` KEYS and ``args`` ARGV of its own.
+
+    After them come KEYS counter, scope stream, global stream, stream registry (only when recording: a script
+    called with ``changes: off`` gets no extra keys) and ARGV ``'1'`` to record (``''`` not to), the scope, the
+    scope's tag. ``record(event, key, old, new)`` takes a revision from the counter and appends the change to
+    both streams under it; it runs before the script's writes, so an error in it leaves the entries untouched.
+    Values are the JSON texts as stored: nothing is re-encoded, numbers stay exact.
     """
+    k, a = keys, args
+    return f"""
+local rec = ARGV[{a + 1}] == '1'
+local rec_now
+local rec_first
+local function record(ev, key, old, new)
+  local rev = redis.call('INCR', KEYS[{k + 1}])
+  if not rec_now then
+    local t = redis.call('TIME')
+    rec_now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+  end
+  local id = string.format('%d', rev) .. '-0'
+  local f = {{'e', ev, 'k', key}}
+  if old then f[#f + 1] = 'o'; f[#f + 1] = old end
+  if new then f[#f + 1] = 'n'; f[#f + 1] = new end
+  f[#f + 1] = 't'; f[#f + 1] = rec_now
+  redis.call('XADD', KEYS[{k + 2}], id, unpack(f))
+  redis.call('XADD', KEYS[{k + 3}], id, 's', ARGV[{a + 2}], unpack(f))
+  if not rec_first then
+    -- NX: the score is the stream's first retained revision; compaction moves it.
+    rec_first = rev
+    redis.call('ZADD', KEYS[{k + 4}], 'NX', string.format('%d', rev), ARGV[{a + 3}])
+  end
+end
+"""
+
+
+# KEYS[1] entry, KEYS[2] index; ARGV[1] JSON, ARGV[2] key, ARGV[3] ttl ms ('' = none); recording (see
+# ``recorder``). Returns the old text. Recording, what can fail (a key of another type) runs first: the GET,
+# the index; the change is recorded before the entry is written. Not recording: the commands of before.
+SET = Script(
+    recorder(2, 3)
+    + """
 local old
-if ARGV[3] == '' then
+if rec then old = redis.call('GET', KEYS[1]) end
+local score = 'inf'
+if ARGV[3] ~= '' then
+  local t = redis.call('TIME')
+  score = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[3]))
+end
+redis.call('ZADD', KEYS[2], score, ARGV[2])
+if rec then
+  record(old and 'updated' or 'created', ARGV[2], old, ARGV[1])
+  if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
+elseif ARGV[3] == '' then
   old = redis.call('SET', KEYS[1], ARGV[1], 'GET')
-  redis.call('ZADD', KEYS[2], 'inf', ARGV[2])
 else
   old = redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3], 'GET')
-  local t = redis.call('TIME')
-  local exp = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[3])
-  redis.call('ZADD', KEYS[2], string.format('%d', exp), ARGV[2])
 end
 return old
 """
 )
 
-# KEYS[1] entry, KEYS[2] index; ARGV[1] key. Returns the old text.
+# KEYS[1] entry, KEYS[2] index; ARGV[1] key; recording. Returns the old text. An index member without its
+# entry is one Redis expired: recorded as ``expired`` (cleanup would have, had it come first).
 DELETE = Script(
-    """
+    recorder(2, 1)
+    + """
+if rec then
+  local cur = redis.call('GET', KEYS[1])
+  if cur then
+    record('deleted', ARGV[1], cur, nil)
+  elseif redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+    record('expired', ARGV[1], nil, nil)
+  end
+end
 local old = redis.call('GETDEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return old
 """
 )
 
-# The compare half of both layouts' compare-and-swap: KEYS[1] the entry, ARGV[1] '1' if it was read as present
-# (ARGV[2] the text read), ARGV[3] the new text. An entry that was present and is unchanged is rewritten (its
-# expiry kept); a changed one, or one that appeared, answers {0, current text}; an absent one falls through.
-CAS_CHECK: Final = """
+
+def cas_check(on_rewrite: str = "") -> str:
+    """The compare half of both layouts' compare-and-swap: KEYS[1] the entry, ARGV[1] '1' if it was read as
+    present (ARGV[2] the text read), ARGV[3] the new text. An entry that was present and is unchanged is
+    rewritten (its expiry kept), after the Lua ``on_rewrite`` (which sees ``cur``, the text read); a changed
+    one, or one that appeared, answers {0, current text}; an absent one falls through.
+    """
+    return f"""
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
-  if cur ~= ARGV[2] then return {0, cur} end
+  if cur ~= ARGV[2] then return {{0, cur}} end
+  {on_rewrite}
   redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
-  return {1}
+  return {{1}}
 end
-if cur then return {0, cur} end
+if cur then return {{0, cur}} end
 """
 
+
+CAS_CHECK: Final = cas_check()
+
 # Compare-and-swap for update. KEYS[1] entry, KEYS[2] index; ARGV[1] '1' if the entry was read as present
-# (then ARGV[2] is the text read), ARGV[3] new text, ARGV[4] key, ARGV[5] ttl ms for a new entry ('' = none).
-# Returns {1} when written, or {0, current text (nil if absent)} when the entry changed since it was read,
-# so the caller can retry without another read.
+# (then ARGV[2] is the text read), ARGV[3] new text, ARGV[4] key, ARGV[5] ttl ms for a new entry ('' = none);
+# recording. Returns {1} when written, or {0, current text (nil if absent)} when the entry changed since it
+# was read, so the caller can retry without another read.
 CAS = Script(
-    CAS_CHECK
+    recorder(2, 5)
+    + cas_check("if rec then record('updated', ARGV[4], cur, ARGV[3]) end")
     + """if ARGV[5] == '' then
-  redis.call('SET', KEYS[1], ARGV[3])
   redis.call('ZADD', KEYS[2], 'inf', ARGV[4])
 else
-  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[5])
   local t = redis.call('TIME')
   local exp = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[5])
   redis.call('ZADD', KEYS[2], string.format('%d', exp), ARGV[4])
+end
+if rec then record('created', ARGV[4], nil, ARGV[3]) end
+if ARGV[5] == '' then
+  redis.call('SET', KEYS[1], ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[5])
 end
 return {1}
 """
@@ -119,11 +187,24 @@ return {members, texts}
 """
 )
 
-# KEYS[1] index; ARGV[1] entry-key prefix. Deletes every entry of the scope and the index; returns how many
-# live entries were removed (DEL does not count keys Redis has already expired).
+# KEYS[1] index; ARGV[1] entry-key prefix; recording. Deletes every entry of the scope and the index; returns
+# how many live entries were removed (DEL does not count keys Redis has already expired). Recording: one
+# ``deleted`` per live entry, one ``expired`` per member whose entry Redis already dropped.
 CLEAR = Script(
-    """
+    recorder(1, 1)
+    + """
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+if rec then
+  for i = 1, #members, 1000 do
+    local keys = {}
+    for j = i, math.min(i + 999, #members) do keys[#keys + 1] = ARGV[1] .. members[j] end
+    local got = redis.call('MGET', unpack(keys))
+    for j = 1, #got do
+      if got[j] then record('deleted', members[i + j - 1], got[j], nil)
+      else record('expired', members[i + j - 1], nil, nil) end
+    end
+  end
+end
 local n = 0
 for i = 1, #members, 1000 do
   local keys = {}
@@ -135,22 +216,35 @@ return n
 """
 )
 
-# KEYS[1] index; ARGV[1] entry-key prefix; ARGV[2] ttl ms ('' = none); ARGV[3..] key, text pairs.
-# The index is written first: if it has the wrong type the script fails before any entry is touched.
+# KEYS[1] index; ARGV[1] entry-key prefix; ARGV[2] ttl ms ('' = none); recording ARGV[3..5]; ARGV[6..] key,
+# text pairs. The index is written first: if it has the wrong type the script fails before any entry is
+# touched (and before anything is recorded; MGET, unlike GET, never fails on a key of another type).
 SET_MANY = Script(
-    """
+    recorder(1, 2)
+    + """
 local score = 'inf'
 if ARGV[2] ~= '' then
   local t = redis.call('TIME')
   score = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]))
 end
 local z = {}
-for i = 3, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   z[#z + 1] = score
   z[#z + 1] = ARGV[i]
 end
 for i = 1, #z, 1000 do redis.call('ZADD', KEYS[1], unpack(z, i, math.min(i + 999, #z))) end
-for i = 3, #ARGV, 2 do
+if rec then
+  for i = 6, #ARGV, 2000 do
+    local keys = {}
+    for j = i, math.min(i + 1999, #ARGV), 2 do keys[#keys + 1] = ARGV[1] .. ARGV[j] end
+    local got = redis.call('MGET', unpack(keys))
+    for j = 1, #got do
+      local at = i + 2 * (j - 1)
+      record(got[j] and 'updated' or 'created', ARGV[at], got[j], ARGV[at + 1])
+    end
+  end
+end
+for i = 6, #ARGV, 2 do
   if ARGV[2] == '' then
     redis.call('SET', ARGV[1] .. ARGV[i], ARGV[i + 1])
   else
@@ -161,16 +255,32 @@ return 1
 """
 )
 
-# KEYS[1] index; ARGV[1] entry-key prefix; ARGV[2..] keys. Returns how many live entries were removed.
+# KEYS[1] index; ARGV[1] entry-key prefix; recording ARGV[2..4]; ARGV[5..] keys. Returns how many live
+# entries were removed. Recording: ``deleted`` per live entry, ``expired`` per member Redis already dropped,
+# once per key even when a key is named twice.
 DELETE_MANY = Script(
-    """
+    recorder(1, 1)
+    + """
 local n = 0
-for i = 2, #ARGV, 1000 do
+local seen = {}
+for i = 5, #ARGV, 1000 do
   local keys = {}
   local members = {}
   for j = i, math.min(i + 999, #ARGV) do
     keys[#keys + 1] = ARGV[1] .. ARGV[j]
     members[#members + 1] = ARGV[j]
+  end
+  if rec then
+    local got = redis.call('MGET', unpack(keys))
+    local scores = redis.call('ZMSCORE', KEYS[1], unpack(members))
+    for j = 1, #members do
+      local m = members[j]
+      if not seen[m] then
+        seen[m] = true
+        if got[j] then record('deleted', m, got[j], nil)
+        elseif scores[j] then record('expired', m, nil, nil) end
+      end
+    end
   end
   n = n + redis.call('DEL', unpack(keys))
   redis.call('ZREM', KEYS[1], unpack(members))
@@ -179,19 +289,80 @@ return n
 """
 )
 
-# KEYS[1] index; ARGV[1] entry-key prefix; ARGV[2] batch size. Prunes up to a batch of expired members
-# (and their strings, if Redis has not dropped them yet). Returns {pruned, members left}.
+# KEYS[1] index; ARGV[1] entry-key prefix; ARGV[2] batch size; recording. Prunes up to a batch of expired
+# members (and their strings, if Redis has not dropped them yet), recording an ``expired`` change for each
+# (with the old text when the string was still there). Returns {pruned, members left}.
 CLEANUP = Script(
     NOW
+    + recorder(1, 2)
     + """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now), 'LIMIT', 0, tonumber(ARGV[2]))
 if #expired > 0 then
   local keys = {}
   for i, m in ipairs(expired) do keys[i] = ARGV[1] .. m end
+  if rec then
+    local got = redis.call('MGET', unpack(keys))
+    for i, m in ipairs(expired) do record('expired', m, got[i], nil) end
+  end
   redis.call('DEL', unpack(keys))
   redis.call('ZREM', KEYS[1], unpack(expired))
 end
 return {#expired, redis.call('ZCARD', KEYS[1])}
+"""
+)
+
+# --- the change feed's compaction ---------------------------------------------------------------------
+
+# KEYS[1] global stream, KEYS[2] floor; ARGV[1] retention ms, ARGV[2] batch size. Removes up to a batch of
+# the oldest changes older than the retention (by their ``t``, server time), never the newest one (it
+# carries the revision a watch resumes from), and raises the floor to the highest revision removed, in the
+# same script. Returns {removed, floor}.
+COMPACT = Script(
+    NOW
+    + """
+local cutoff = now - tonumber(ARGV[1])
+local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #newest == 0 then return {0, string.format('%d', floor)} end
+local ids = {}
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', tonumber(ARGV[2]))) do
+  if e[1] == newest[1][1] then break end
+  local f = e[2]
+  if tonumber(f[#f]) >= cutoff then break end
+  ids[#ids + 1] = e[1]
+end
+if #ids > 0 then
+  redis.call('XDEL', KEYS[1], unpack(ids))
+  local rev = tonumber(string.match(ids[#ids], '^(%d+)'))
+  if rev > floor then
+    floor = rev
+    redis.call('SET', KEYS[2], string.format('%d', floor))
+  end
+end
+return {#ids, string.format('%d', floor)}
+"""
+)
+
+# KEYS[1] a scope's stream, KEYS[2] the stream registry; ARGV[1] the floor, ARGV[2] the scope's tag (its
+# registry member), ARGV[3] batch size. Removes up to a batch of the stream's changes at or below the floor;
+# then an empty stream is deleted and leaves the registry, else its score becomes its first retained
+# revision. One script: a write adding to the stream meanwhile cannot be lost. Returns how many were removed.
+TRIM_SCOPE = Script(
+    """
+local old = redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', tonumber(ARGV[3]))
+if #old > 0 then
+  local ids = {}
+  for i, e in ipairs(old) do ids[i] = e[1] end
+  redis.call('XDEL', KEYS[1], unpack(ids))
+end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+else
+  redis.call('ZADD', KEYS[2], 'XX', string.match(first[1][1], '^(%d+)'), ARGV[2])
+end
+return #old
 """
 )
 
@@ -224,4 +395,18 @@ return #KEYS
 """
 )
 
-SCRIPTS: Final = (SET, DELETE, CAS, KEYS, VALUES, CLEAR, SET_MANY, DELETE_MANY, CLEANUP, MOTIA_CAS, MOTIA_SET_MANY)
+SCRIPTS: Final = (
+    SET,
+    DELETE,
+    CAS,
+    KEYS,
+    VALUES,
+    CLEAR,
+    SET_MANY,
+    DELETE_MANY,
+    CLEANUP,
+    COMPACT,
+    TRIM_SCOPE,
+    MOTIA_CAS,
+    MOTIA_SET_MANY,
+)

@@ -2,16 +2,23 @@
 
 The statements are in ``statements``/``filters``, what runs them in ``operations``, the thread and its
 batches in ``worker``; this module maps the adapter's hooks onto them.
+
+The change feed (SPEC §10) is written by triggers in the file (``motia_state.sql.feed``); this adapter reads
+``motia_state_changes``, compacts it in ``cleanup()``, and makes the triggers match ``changes`` at connect.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from ...adapter import Entry, StateAdapter, StateItem
+from ...changes import Change
 from ...errors import StateConfigError
 from ...ops import Filter
 from ...sql.connect import sqlite_path
@@ -19,17 +26,20 @@ from ...sql.migrate import at_head
 from ...urls import StoreURL, parse_url
 from ...values import encode
 from .operations import (
+    op_changes_after,
     op_cleanup,
     op_clear,
     op_delete,
     op_delete_entry,
     op_delete_many,
+    op_feed_triggers,
     op_get,
     op_get_entry,
     op_get_many,
     op_groups,
     op_items,
     op_keys,
+    op_revision,
     op_set,
     op_set_many,
     op_ttl,
@@ -39,6 +49,11 @@ from .operations import (
 from .worker import OWN, READ, WRITE, Database
 
 __all__ = ["SQLiteAdapter"]
+
+_log = logging.getLogger("motia_state")
+
+#: How many watch positions ``changes_after`` remembers (see ``_scanned``).
+_SCANNED_MAX: Final = 1024
 
 
 class SQLiteAdapter(StateAdapter):
@@ -53,6 +68,8 @@ class SQLiteAdapter(StateAdapter):
         migrate: str = "auto",
         busy_timeout: float = 5.0,
         connect_timeout: float = 10.0,
+        changes: bool = True,
+        changes_retention: float = 86400.0,
     ) -> None:
         parsed = url if isinstance(url, StoreURL) else parse_url(url)
         if not parsed.scheme.startswith("sqlite"):
@@ -62,6 +79,13 @@ class SQLiteAdapter(StateAdapter):
         self.migrate = migrate
         self.busy_timeout = float(busy_timeout)
         self.connect_timeout = float(connect_timeout)
+        # The feed is written by triggers in the file, so this is a switch of the whole store (see connect).
+        self.changes_off = not changes
+        self.changes_retention = float(changes_retention)
+        # (scope, key, after) -> the revision up to which a read after ``after`` found nothing more: the next
+        # read of that watch starts there. Safe because SQLite commits one writer at a time, so no revision at
+        # or below what a read saw can commit later.
+        self._scanned: OrderedDict[tuple[str | None, str | None, int], int] = OrderedDict()
         self._db = Database(parsed, self.path, migrate=migrate, busy_timeout=self.busy_timeout)
 
     @property
@@ -85,9 +109,28 @@ class SQLiteAdapter(StateAdapter):
                 from ...sql.migrate import ensure_schema
 
                 await ensure_schema(self._url, self.migrate, connect_timeout=self.connect_timeout)
+            await self._switch_feed()
         except BaseException:
             await self._db.close()
             raise
+
+    async def _switch_feed(self) -> None:
+        """Make the file's triggers match ``changes`` (one sqlite_master query when they already do)."""
+        done = await self._db.call(OWN, op_feed_triggers, not self.changes_off)
+        if done is None or self.path is None:
+            return  # nothing changed, or a private :memory: database that no other process sees
+        if done == "dropped":
+            _log.warning(
+                "changes: off dropped the change-feed triggers of %s: no process using this file records "
+                "changes any more (their watches see nothing new) until a store opens it with changes: on",
+                self.path,
+            )
+        else:
+            _log.warning(
+                "changes: on re-created the change-feed triggers of %s: every process using this file "
+                "records changes again (the writes made while they were off were not recorded)",
+                self.path,
+            )
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread. Idempotent; ``connect`` may follow."""
@@ -144,8 +187,8 @@ class SQLiteAdapter(StateAdapter):
         return result
 
     async def cleanup(self) -> int:
-        """Delete expired rows in batches of CLEANUP_BATCH; return how many."""
-        result: int = await self._call(OWN, op_cleanup)
+        """Delete expired rows in batches of CLEANUP_BATCH, then compact the changes; count the expired rows."""
+        result: int = await self._call(OWN, op_cleanup, self.changes_retention)
         return result
 
     async def keys(self, scope: str) -> list[str]:
@@ -195,3 +238,33 @@ class SQLiteAdapter(StateAdapter):
         """Seconds left, or None."""
         result: float | None = await self._call(READ, op_ttl, scope, key)
         return result
+
+    # --- the change feed ---------------------------------------------------------------------------------
+
+    async def revision(self, scope: str | None) -> int:
+        """The last revision (of ``scope``), or the floor of what is kept when there is none."""
+        result: int = await self._call(READ, op_revision, scope)
+        return result
+
+    async def changes_after(
+        self, scope: str | None, key: str | None, after: int, limit: int, wait: float
+    ) -> list[Change]:
+        """Changes after ``after``, oldest first; when none, wait up to ``wait`` s for a commit and read again."""
+        deadline = time.monotonic() + wait
+        while True:
+            # Taken before the read: a commit landing between the read and the wait returns the wait at once.
+            generation = self._db.generation
+            start = max(after, self._scanned.pop((scope, key, after), after))
+            version, found, scanned_to = await self._call(READ, op_changes_after, scope, key, after, start, limit)
+            if scanned_to is not None:
+                self._remember((scope, key, found[-1].revision if found else after), scanned_to)
+            left = deadline - time.monotonic()
+            if found or left <= 0:
+                return list(found)
+            await self._db.wait_for_change(generation, version, left)
+
+    def _remember(self, shape: tuple[str | None, str | None, int], scanned_to: int) -> None:
+        self._scanned[shape] = scanned_to
+        self._scanned.move_to_end(shape)
+        while len(self._scanned) > _SCANNED_MAX:
+            self._scanned.popitem(last=False)

@@ -9,27 +9,37 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from ...adapter import Entry, StateItem
+from ...changes import Change, Event
+from ...errors import ChangesCompactedError
 from ...ops import Filter, match
+from ...sql.feed import SQLITE_CREATE, SQLITE_DROP, SQLITE_TRIGGERS
 from ...values import decode, encode
 from .filters import compile_filters
 from .statements import (
     CLEANUP_BATCH,
+    COMPACT_BATCH,
+    SQL_CHANGES_MAX,
+    SQL_CHANGES_MIN,
     SQL_CLEANUP,
     SQL_CLEAR,
+    SQL_COMPACT,
     SQL_DELETE,
     SQL_DELETE_MANY,
     SQL_DELETE_RETURNING,
+    SQL_FEED_OBJECTS,
     SQL_GET,
     SQL_GET_ENTRY,
     SQL_GET_MANY,
     SQL_GROUPS,
     SQL_KEYS,
+    SQL_SCOPE_REVISION,
     SQL_TTL,
     SQL_UPSERT,
     SQL_VALUES,
+    changes_query,
     items_query,
 )
 
@@ -150,20 +160,118 @@ def op_delete_many(conn: sqlite3.Connection, now: str, scope: str, keys_json: st
     return sum(1 for (expires,) in rows if live(expires, now))
 
 
-def op_cleanup(conn: sqlite3.Connection, now: str) -> int:
+def op_cleanup(conn: sqlite3.Connection, now: str, retention: float | None = None) -> int:
+    """Delete the expired entries, then (``retention`` given) the changes older than it; count the entries."""
     # Bounded batches, each its own short write transaction: other processes get the lock in between.
     removed = 0
     while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            n = conn.execute(SQL_CLEANUP, (now, CLEANUP_BATCH)).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            rollback(conn)
-            raise
+        n = _in_transaction(conn, SQL_CLEANUP, (now, CLEANUP_BATCH))
         removed += max(n, 0)
         if n < CLEANUP_BATCH:
-            return removed
+            break
+    if retention is not None:
+        # The triggers' text format (milliseconds): truncated, so a change is kept at least ``retention``.
+        cutoff = ts(time.time() - retention)[:23]
+        while _in_transaction(conn, SQL_COMPACT, (COMPACT_BATCH, cutoff)) >= COMPACT_BATCH:
+            pass
+    return removed
+
+
+def _in_transaction(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
+    """Run one statement in its own write transaction; return its rowcount."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        n = conn.execute(sql, args).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+    return n
+
+
+# --- the change feed ----------------------------------------------------------------------------------
+
+
+def op_data_version(conn: sqlite3.Connection, now: str) -> int:
+    """SQLite's counter of commits made by OTHER connections (reads no table)."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def op_revision(conn: sqlite3.Connection, now: str, scope: str | None) -> int:
+    """The last revision (of ``scope``); with none, the floor: min(revision) - 1 (0 for an empty table)."""
+    if scope is None:
+        (newest,) = conn.execute(SQL_CHANGES_MAX).fetchone()
+    else:
+        (newest,) = conn.execute(SQL_SCOPE_REVISION, (scope,)).fetchone()
+    if newest is not None:
+        return int(newest)
+    # Read after the max: a compaction in between only raises the floor, never leaves it too low.
+    (oldest,) = conn.execute(SQL_CHANGES_MIN).fetchone()
+    return 0 if oldest is None else int(oldest) - 1
+
+
+def op_changes_after(
+    conn: sqlite3.Connection,
+    now: str,
+    scope: str | None,
+    key: str | None,
+    after: int,
+    start: int,
+    limit: int,
+) -> tuple[int, list[Change], int | None]:
+    """``(data_version, changes, scanned_to)``: the changes after ``start`` (>= ``after``, below it this
+    reader already found nothing), and, when fewer than ``limit`` came, the last revision the read covered.
+
+    ChangesCompactedError when changes after ``after`` were compacted away.
+    """
+    # One read snapshot for these statements (a compaction in between cannot open an unseen gap), and
+    # data_version read first: a commit by another process after it is either in this read or changes it.
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        (oldest,) = conn.execute(SQL_CHANGES_MIN).fetchone()
+        if oldest is not None and after < oldest - 1:
+            raise ChangesCompactedError(after, int(oldest))
+        sql, args = changes_query(scope, key, start, limit)
+        rows = conn.execute(sql, args).fetchall()
+        scanned_to: int | None = None
+        if len(rows) < limit:
+            (newest,) = conn.execute(SQL_CHANGES_MAX).fetchone()
+            scanned_to = None if newest is None else int(newest)
+    finally:
+        if own:
+            rollback(conn)  # nothing was written: ending the read transaction is all that is left
+    out: list[Change] = []
+    for rev, event, s, k, old, new, at in rows:
+        stamp = parse_ts(at)
+        assert stamp is not None  # NOT NULL column
+        old_value = None if old is None else decode(old)
+        out.append(Change(rev, cast(Event, event), s, k, old_value, None if new is None else decode(new), stamp))
+    return version, out, scanned_to
+
+
+def op_feed_triggers(conn: sqlite3.Connection, now: str, on: bool) -> str | None:
+    """Make the feed's triggers exist (``on``) or not; return "created"/"dropped" when that changed anything.
+
+    A schema before the changes table (migration 0002) is left alone.
+    """
+    rows = conn.execute(SQL_FEED_OBJECTS).fetchall()
+    if not any(kind == "table" for kind, _ in rows):
+        return None
+    have = {name for kind, name in rows if kind == "trigger"} & SQLITE_TRIGGERS.keys()
+    if (on and have == SQLITE_TRIGGERS.keys()) or (not on and not have):
+        return None
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in SQLITE_CREATE if on else SQLITE_DROP:
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+    return "created" if on else "dropped"
 
 
 def rollback(conn: sqlite3.Connection) -> None:

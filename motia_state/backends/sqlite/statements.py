@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ...sql import TABLE_NAME
+from ...sql import CHANGES_TABLE, TABLE_NAME
 
-__all__ = ["CLEANUP_BATCH", "LIVE"]  # and the SQL_* statements
+__all__ = ["CLEANUP_BATCH", "COMPACT_BATCH", "LIVE", "changes_query", "items_query"]  # and the SQL_* statements
 
 LIVE: Final = "(expires_at IS NULL OR expires_at > ?)"
 SQL_GET: Final = f'SELECT value FROM {TABLE_NAME} WHERE scope = ? AND "key" = ? AND {LIVE}'
@@ -67,3 +67,44 @@ def items_query(
         sql += " LIMIT ?"
         args.append(limit)
     return sql, args
+
+
+# --- the change feed (SPEC §10): rows written by the triggers of motia_state.sql.feed -----------------
+
+_C: Final = CHANGES_TABLE
+SQL_CHANGES_HEAD: Final = f'SELECT revision, event, scope, "key", old_value, new_value, at FROM {_C} WHERE revision > ?'
+# min()/max() over the INTEGER PRIMARY KEY are one b-tree descent each.
+SQL_CHANGES_MIN: Final = f"SELECT min(revision) FROM {_C}"
+SQL_CHANGES_MAX: Final = f"SELECT max(revision) FROM {_C}"
+SQL_SCOPE_REVISION: Final = f"SELECT max(revision) FROM {_C} WHERE scope = ?"
+# Compaction looks only at the oldest COMPACT_BATCH rows (by revision), so a batch costs the same however many
+# changes are kept; the newest row always stays, so min(revision) - 1 remains the floor of what is kept.
+SQL_COMPACT: Final = (
+    f"DELETE FROM {_C} WHERE revision IN (SELECT revision FROM (SELECT revision, at FROM {_C} "
+    f"ORDER BY revision LIMIT ?) WHERE at < ?) AND revision < (SELECT max(revision) FROM {_C})"
+)
+# One look at the schema at connect: whether the feed's table and its triggers exist.
+SQL_FEED_OBJECTS: Final = (
+    f"SELECT type, name FROM sqlite_master WHERE (type = 'trigger' AND tbl_name = '{TABLE_NAME}') "
+    f"OR (type = 'table' AND name = '{_C}')"
+)
+
+COMPACT_BATCH: Final = 5000
+
+
+def changes_query(scope: str | None, key: str | None, after: int, limit: int) -> tuple[str, list[Any]]:
+    """The changes after ``after`` (of ``scope``/``key``), oldest first, at most ``limit``."""
+    sql = SQL_CHANGES_HEAD
+    args: list[Any] = [after]
+    if scope is not None and key is not None:
+        # The history index serves (scope, key, revision > after) as one range.
+        sql += ' AND scope = ? AND "key" = ?'
+        args += [scope, key]
+    elif scope is not None:
+        # "+scope": walk the primary key from ``after`` rather than the index, which would visit the scope's
+        # whole history (every key) and sort it at each read. The adapter remembers how far a read found
+        # nothing, so a quiet scope in a busy store does not re-walk the same rows either.
+        sql += " AND +scope = ?"
+        args.append(scope)
+    args.append(limit)
+    return sql + " ORDER BY revision LIMIT ?", args

@@ -4,6 +4,10 @@ Every operation is one hop into the thread, which runs the whole transaction the
 statements + ``COMMIT`` in one function call). Operations queued while the thread is busy go together as
 the next batch: one hop and one transaction for all of them, so many concurrent tasks cost less per
 operation than one.
+
+The change feed's waits live here too: a watch with nothing to read waits for the next answered write batch
+(this process's commits) or for ``PRAGMA data_version`` to move (another connection committed), which one
+poller looks at every POLL_EVERY seconds while anybody waits.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from ...errors import StateBackendError
 from ...sql import TABLE_NAME, VERSION_TABLE
 from ...sql.connect import make_sqlite_folder
 from ...urls import StoreURL
-from .operations import rollback, ts
+from .operations import op_data_version, rollback, ts
 
 __all__ = ["OWN", "READ", "WRITE", "Database"]
 
@@ -33,7 +37,39 @@ READ, WRITE, OWN = 0, 1, 2
 # an idle machine but halves the batches; under the GIL the bigger batches won in measurements.)
 _MAX_IN_FLIGHT: Final = 1
 
+#: Seconds between two looks at ``PRAGMA data_version`` while a watch waits: how a commit made by another
+#: process (or another connection) is noticed. Only while someone waits: an idle store runs no timer.
+POLL_EVERY: Final = 0.1
+
 _Job = tuple[Callable[..., Any], tuple[Any, ...], int, "asyncio.Future[Any]"]
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    """Resolve a waiter's future from its own loop's thread, whichever loop or thread calls this."""
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    loop = fut.get_loop()
+    if loop is running:
+        _resolve(fut)
+    else:
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, fut)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class _Waiter:
+    """A reader waiting for a change: its future and the data_version its last read saw."""
+
+    __slots__ = ("fut", "version")
+
+    def __init__(self, fut: asyncio.Future[None], version: int) -> None:
+        self.fut, self.version = fut, version
 
 
 class _Worker:
@@ -101,6 +137,11 @@ class Database:
         self._in_flight = 0  # batches sent to the worker and not yet answered
         self._flush_pending = False  # a _flush is scheduled: new operations wait for it
         self._flight_loop: asyncio.AbstractEventLoop | None = None
+        # The change feed's wake-ups: ``generation`` counts the answered batches that may have committed a
+        # write (this process's commits); the poller watches data_version (everybody else's).
+        self.generation = 0
+        self._waiters: set[_Waiter] = set()
+        self._poller: asyncio.Task[None] | None = None
 
     @property
     def is_open(self) -> bool:
@@ -281,11 +322,59 @@ class Database:
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
+        if any(job[2] != READ for job in batch):
+            self._committed()
         # The tasks just answered run next in this loop turn and most queue their next operation right away:
         # send the queue after them, as one batch, rather than the first of them alone.
         if not self._flush_pending:
             self._flush_pending = True
             loop.call_soon(self._flush, loop)
+
+    # --- waiting for changes --------------------------------------------------------------------------
+
+    def _committed(self) -> None:
+        # A failed batch wakes them too: a waiter only reads again, so a spurious wake-up costs one read.
+        self.generation += 1
+        for waiter in list(self._waiters):
+            _wake(waiter.fut)
+
+    async def wait_for_change(self, generation: int, version: int, within: float) -> None:
+        """Return once a write may have been committed since the reader took ``generation`` (this process)
+        or since its read saw data_version ``version`` (other connections), or after ``within`` seconds.
+        """
+        if self.generation != generation or within <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future(), version)
+        self._waiters.add(waiter)
+        if self._poller is None or self._poller.done() or self._poller.get_loop() is not loop:
+            self._poller = loop.create_task(self._poll())
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within):
+                    await waiter.fut
+        finally:
+            self._waiters.discard(waiter)
+
+    async def _poll(self) -> None:
+        """Look at data_version every POLL_EVERY seconds while this loop has waiters; wake those whose read
+        saw another value (another connection committed since).
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(POLL_EVERY)
+            mine = [w for w in self._waiters if w.fut.get_loop() is loop]
+            if not mine:
+                return  # no await since the check: a waiter added after this starts a new poller
+            if self._worker is None:
+                continue  # closed: the waiters end with their streams or time out
+            try:
+                version = await self.call(READ, op_data_version)
+            except Exception:
+                continue  # a failing look is retried at the next tick; the waiters also time out
+            for waiter in mine:
+                if waiter.version != version:
+                    _wake(waiter.fut)
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         self._flush_pending = False

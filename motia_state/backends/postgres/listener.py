@@ -1,0 +1,124 @@
+"""The wake-up of the Postgres change feed: one ``LISTEN`` connection per adapter.
+
+The change trigger runs ``pg_notify`` at each commit that recorded changes (``sql/feed.py``). Every waiting
+reader of the adapter shares this one connection: a notification bumps a generation counter and wakes them.
+A reader takes the generation *before* it reads, then waits only if it is unchanged, so a commit landing
+between its read and its wait is never slept through. The connection is the adapter's own, outside the
+pool (a pooled connection is reset and shared; LISTEN is session state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from ...sql.feed import NOTIFY_CHANNEL
+from .connection import DRIVER_ERRORS
+
+__all__ = ["POLL", "Listener"]
+
+#: Seconds between reads while the LISTEN connection is down: a change still arrives well within 1 s.
+POLL: Final = 0.25
+# Seconds between attempts to open the LISTEN connection after one failed (readers poll meanwhile).
+_RETRY_AFTER: Final = 1.0
+
+
+class Listener:
+    """The LISTEN connection (opened on the first wait), its generation counter and the waiters to wake."""
+
+    def __init__(self, open_connection: Callable[[], Awaitable[Any]], close_timeout: float) -> None:
+        self._open = open_connection
+        self._close_timeout = close_timeout
+        self.conn: Any = None
+        self.generation = 0
+        self._wake: asyncio.Event | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._retry_at = 0.0
+        self._closed = False
+
+    def listening(self) -> bool:
+        """True when the LISTEN connection is up; else start opening it (in the background) and return False.
+
+        Opening in the background: a reader never waits a connect timeout for its wake-up; it polls
+        (every POLL seconds) until the connection is up, so nothing is missed in between.
+        """
+        conn = self.conn
+        if conn is not None and not conn.is_closed():
+            return True
+        self.conn = None
+        if self._closed or self._connecting is not None:
+            return False
+        if asyncio.get_running_loop().time() >= self._retry_at:
+            self._connecting = asyncio.ensure_future(self._connect())
+        return False
+
+    async def _connect(self) -> None:
+        conn: Any = None
+        try:
+            conn = await self._open()
+            conn.add_termination_listener(self._lost)
+            await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+        except BaseException as exc:
+            # Not fatal: readers poll, and the next wait after _RETRY_AFTER tries again. The read itself
+            # (on the pool, its errors translated) reports a server that is really gone.
+            self._retry_at = asyncio.get_running_loop().time() + _RETRY_AFTER
+            if conn is not None:
+                conn.terminate()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            self._connecting = None
+        if self._closed:
+            conn.terminate()
+            return
+        self.conn = conn
+        # Commits made before the LISTEN took effect sent no wake-up this connection saw: readers that
+        # were polling read again at once.
+        self._notify_all()
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        self._notify_all()
+
+    def _lost(self, conn: Any) -> None:
+        if self.conn is conn:
+            self.conn = None
+        # Waiters go back to reading (and polling) instead of sleeping through a wake-up that cannot come.
+        self._notify_all()
+
+    def _notify_all(self) -> None:
+        self.generation += 1
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            wake.set()
+
+    async def wait(self, generation: int, within: float) -> None:
+        """Return at the next notification (at once if one came since ``generation``), or after ``within`` seconds."""
+        if self.generation != generation or within <= 0:
+            return
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        wake = self._wake
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await wake.wait()
+
+    async def close(self) -> None:
+        """Close the LISTEN connection (cut it if it does not close in time). No reopening after this."""
+        self._closed = True
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await conn.close()
+        except (TimeoutError, RuntimeError, *DRIVER_ERRORS):
+            # RuntimeError: a connection of another (closed) event loop cannot be closed from this one.
+            conn.terminate()
