@@ -105,6 +105,8 @@ class Claim:
     partition: int
     position: int
     done: frozenset[int] = frozenset()
+    #: Held beyond the owner's fair share: finish its changes in flight, then give it back (``release``).
+    surplus: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +149,11 @@ class TriggerStore(Protocol):
         """Create the trigger at ``start`` unless it exists; return its start revision."""
 
     async def acquire(self, name: str, owner: str, lease: float) -> list[Claim]:
-        """Heartbeat ``owner`` (live ``lease`` seconds); renew its claims up to its fair share (partitions
-        divided by live owners, rounded up), giving the rest back; claim free or expired partitions up to
-        that share. Return the owner's claims."""
+        """Heartbeat ``owner`` (live ``lease`` seconds); renew all its live claims, flagging as ``surplus``
+        the ones beyond its fair share (partitions divided by live owners, rounded up); when below that share,
+        claim free or expired partitions up to it. Return the owner's claims. Nothing is given back here: the
+        engine releases a surplus partition once its in-flight handlers are done, so no key ever runs in two
+        workers at once."""
 
     async def commit(
         self,
@@ -165,8 +169,8 @@ class TriggerStore(Protocol):
         """Record a partition's progress (adding ``handled``/``skipped`` to its counts) and renew its lease,
         only while ``owner`` holds it; False when it does not any more."""
 
-    async def release(self, name: str, owner: str) -> None:
-        """Give back every claim of ``owner`` and forget its heartbeat."""
+    async def release(self, name: str, owner: str, partitions: Sequence[int] | None = None) -> None:
+        """Give back ``partitions`` held by ``owner``; None: every claim, and forget its heartbeat."""
 
     async def park(self, name: str, change: Change, error: str, attempts: int) -> None:
         """Keep ``change`` as failed (replacing an earlier record of the same revision)."""
@@ -243,6 +247,10 @@ class _Part:
     dirty: bool = False
     #: Taken while the reader was past its position: its changes are read again before any is handled.
     fresh: bool = False
+    #: Beyond this worker's share: no new change is taken, and once the ones in flight are done and
+    #: committed up to ``frozen`` (the read position when draining began) it is given back.
+    draining: bool = False
+    frozen: int = 0
 
 
 class TriggerRun:
@@ -264,6 +272,7 @@ class TriggerRun:
         self._stopping = asyncio.Event()
         self._restart = asyncio.Event()  # the held partitions changed: read again from their lowest position
         self._committed = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
         self.finished = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -336,13 +345,21 @@ class TriggerRun:
         claims = await self.store.acquire(self.trigger.name, self.owner, self.trigger.lease)
         held = {c.partition for c in claims}
         lowered = False
+        idle_surplus = []
         for c in claims:
             part = self._parts.get(c.partition)
             # New to us, or moved on by another holder while we had lost it: start from what is recorded.
             if part is None or c.position > part.position:
+                if c.surplus:
+                    idle_surplus.append(c.partition)  # nothing of it in flight here: give it back at once
+                    continue
                 fresh = c.position < self._read_upto
                 self._parts[c.partition] = _Part(c.position, set(c.done), fresh=fresh)
                 lowered = lowered or fresh
+            elif c.surplus and not part.draining:
+                part.draining, part.frozen = True, self._watermark(part)
+        if idle_surplus:
+            await self.store.release(self.trigger.name, self.owner, idle_surplus)
         for p in [p for p in self._parts if p not in held]:
             del self._parts[p]  # given back or lost: its in-flight changes are no longer ours to commit
         if lowered:
@@ -352,6 +369,7 @@ class TriggerRun:
         while not self._stopping.is_set():
             await asyncio.sleep(self.trigger.lease / 3)
             try:
+                await self._commit_all()  # what is done is recorded before any partition changes hands
                 await self._rebalance()
             except StateBackendError as exc:
                 log.warning("trigger %s: cannot renew leases (%s); retrying", self.trigger.name, exc)
@@ -414,7 +432,9 @@ class TriggerRun:
     def _take(self, change: Change) -> None:
         self._read_upto = change.revision
         part = self._parts.get(partition_of(change.scope, change.key))
-        if part is None or part.fresh or change.revision <= part.position or change.revision in part.done:
+        if part is None or part.fresh or part.draining:
+            return
+        if change.revision <= part.position or change.revision in part.done:
             return
         try:
             wanted = self.trigger.matches(change)
@@ -535,9 +555,25 @@ class TriggerRun:
         if part.fresh:
             return part.position
         upto = min(part.inflight) - 1 if part.inflight else self._read_upto
+        if part.draining:
+            upto = min(upto, part.frozen)  # what came after draining began is the next holder's
         return max(part.position, upto)
 
     async def _commit_all(self) -> None:
+        # One at a time: the commit loop, the lease keeper and shutdown all commit.
+        async with self._commit_lock:
+            await self._commit_unlocked()
+            drained = [
+                p
+                for p, part in self._parts.items()
+                if part.draining and not part.inflight and not part.dirty and self._watermark(part) == part.position
+            ]
+            if drained:
+                await self.store.release(self.trigger.name, self.owner, drained)
+                for p in drained:
+                    self._parts.pop(p, None)
+
+    async def _commit_unlocked(self) -> None:
         for p, part in list(self._parts.items()):
             mark = self._watermark(part)
             if not part.dirty and mark == part.position:
@@ -545,9 +581,13 @@ class TriggerRun:
             done = sorted(r for r in part.done if r > mark)
             handled, skipped = part.handled, part.skipped
             part.dirty = False
-            ok = await self.store.commit(
-                self.trigger.name, self.owner, p, mark, done, handled, skipped, self.trigger.lease
-            )
+            try:
+                ok = await self.store.commit(
+                    self.trigger.name, self.owner, p, mark, done, handled, skipped, self.trigger.lease
+                )
+            except BaseException:
+                part.dirty = True  # not known to be recorded: send it again next time
+                raise
             if not ok:
                 if self._parts.get(p) is part:
                     del self._parts[p]
@@ -642,9 +682,7 @@ class MemoryTriggerStore:
                 del trig.heartbeats[who]
         share = math.ceil(len(trig.parts) / len(trig.heartbeats))
         mine = [i for i, p in enumerate(trig.parts) if p.owner == owner and p.until > now]
-        for extra in mine[share:]:
-            trig.parts[extra].owner, trig.parts[extra].until = None, 0.0
-        mine = mine[:share]
+        surplus = set(mine[share:])
         for i, part in enumerate(trig.parts):
             if len(mine) >= share:
                 break
@@ -653,7 +691,9 @@ class MemoryTriggerStore:
                 mine.append(i)
         for i in mine:
             trig.parts[i].until = now + lease
-        return [Claim(i, trig.parts[i].position, frozenset(trig.parts[i].done)) for i in sorted(mine)]
+        return [
+            Claim(i, trig.parts[i].position, frozenset(trig.parts[i].done), surplus=i in surplus) for i in sorted(mine)
+        ]
 
     async def commit(
         self,
@@ -676,13 +716,15 @@ class MemoryTriggerStore:
         trig.skipped += skipped
         return True
 
-    async def release(self, name: str, owner: str) -> None:
+    async def release(self, name: str, owner: str, partitions: Sequence[int] | None = None) -> None:
         trig = self._triggers.get(name)
         if trig is None:
             return
-        trig.heartbeats.pop(owner, None)
-        for part in trig.parts:
-            if part.owner == owner:
+        if partitions is None:
+            trig.heartbeats.pop(owner, None)
+        only = None if partitions is None else set(partitions)
+        for i, part in enumerate(trig.parts):
+            if part.owner == owner and (only is None or i in only):
                 part.owner, part.until = None, 0.0
 
     async def park(self, name: str, change: Change, error: str, attempts: int) -> None:

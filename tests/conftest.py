@@ -47,7 +47,10 @@ async def make_postgres(tmp_path: Path, **options: Any) -> StateManager:
 
     conn = await asyncpg.connect(PG_URL)
     try:
-        await conn.execute("TRUNCATE motia_state, motia_state_changes RESTART IDENTITY")
+        await conn.execute(
+            "TRUNCATE motia_state, motia_state_changes, motia_state_triggers, motia_state_trigger_partitions,"
+            " motia_state_trigger_workers, motia_state_trigger_parked RESTART IDENTITY"
+        )
     finally:
         await conn.close()
     return state

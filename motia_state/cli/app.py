@@ -46,6 +46,8 @@ COMMANDS: dict[str, str] = {
     "copy": "transfer:copy_command",
     "demo": "demo:demo_command",
     "watch": "watch:watch_command",
+    "worker": "triggers:worker_command",
+    "triggers": "triggers:triggers_command",
 }
 
 

@@ -6,11 +6,24 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CHANGES_TABLE", "HEAD_REVISION", "TABLE_NAME", "VERSION_TABLE"]
+__all__ = [
+    "CHANGES_TABLE",
+    "HEAD_REVISION",
+    "TABLE_NAME",
+    "TRIGGERS_TABLE",
+    "TRIGGER_PARKED_TABLE",
+    "TRIGGER_PARTITIONS_TABLE",
+    "TRIGGER_WORKERS_TABLE",
+    "VERSION_TABLE",
+]
 
 TABLE_NAME: Final = "motia_state"
 CHANGES_TABLE: Final = "motia_state_changes"
+TRIGGERS_TABLE: Final = "motia_state_triggers"
+TRIGGER_PARTITIONS_TABLE: Final = "motia_state_trigger_partitions"
+TRIGGER_WORKERS_TABLE: Final = "motia_state_trigger_workers"
+TRIGGER_PARKED_TABLE: Final = "motia_state_trigger_parked"
 VERSION_TABLE: Final = "motia_state_alembic_version"
 #: The newest migration shipped with this package. A test checks it against the Alembic scripts, so that
 #: connecting to an up-to-date store can compare one string without importing Alembic.
-HEAD_REVISION: Final = "0002"
+HEAD_REVISION: Final = "0003"

@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, MetaData, Table, Text, func, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
-from . import CHANGES_TABLE, TABLE_NAME, VERSION_TABLE
+from . import (
+    CHANGES_TABLE,
+    TABLE_NAME,
+    TRIGGER_PARKED_TABLE,
+    TRIGGER_PARTITIONS_TABLE,
+    TRIGGER_WORKERS_TABLE,
+    TRIGGERS_TABLE,
+    VERSION_TABLE,
+)
 
-__all__ = ["CHANGES_TABLE", "TABLE_NAME", "VERSION_TABLE", "changes_table", "metadata", "state_table"]
+__all__ = [
+    "CHANGES_TABLE",
+    "TABLE_NAME",
+    "VERSION_TABLE",
+    "changes_table",
+    "metadata",
+    "state_table",
+    "trigger_parked_table",
+    "trigger_partitions_table",
+    "trigger_workers_table",
+    "triggers_table",
+]
 
 metadata = MetaData()
 
@@ -56,3 +89,55 @@ changes_table = Table(
 # A scope's changes after a revision (watch(scope), revision(scope)). Postgres only: SQLite reads a scope's
 # changes by walking the primary key, and there this index would cost every write a quarter of its speed.
 Index("ix_motia_state_changes_scope", changes_table.c.scope, changes_table.c.revision).ddl_if(dialect="postgresql")
+
+# Durable triggers (SPEC §11): each trigger's progress, its partitions' leases, the live workers, and the
+# changes whose handler kept failing. Written only by the trigger stores of the SQL adapters.
+_count = BigInteger().with_variant(Integer(), "sqlite")
+
+triggers_table = Table(
+    TRIGGERS_TABLE,
+    metadata,
+    Column("name", _name, primary_key=True),
+    Column("start_revision", _count, nullable=False),
+    Column("partitions", Integer(), nullable=False),
+    Column("handled", _count, nullable=False, server_default=text("0")),
+    Column("skipped", _count, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+trigger_partitions_table = Table(
+    TRIGGER_PARTITIONS_TABLE,
+    metadata,
+    Column("name", _name, primary_key=True),
+    Column("partition", Integer(), primary_key=True, autoincrement=False),
+    # Every change of the partition at or below it is done; ``done`` lists the ones done above it.
+    Column("position", _count, nullable=False),
+    Column("done", _json, nullable=False),
+    Column("owner", Text(), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+)
+
+trigger_workers_table = Table(
+    TRIGGER_WORKERS_TABLE,
+    metadata,
+    Column("name", _name, primary_key=True),
+    Column("owner", Text(), primary_key=True),
+    Column("alive_until", DateTime(timezone=True), nullable=False),
+)
+
+trigger_parked_table = Table(
+    TRIGGER_PARKED_TABLE,
+    metadata,
+    Column("name", _name, primary_key=True),
+    Column("revision", _count, primary_key=True, autoincrement=False),
+    Column("event", Text(), nullable=False),
+    Column("scope", _name, nullable=False),
+    Column("key", _name, nullable=False),
+    Column("old_value", _json, nullable=True),
+    Column("new_value", _json, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("error", Text(), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("retry", Boolean(), nullable=False, server_default=false()),
+)

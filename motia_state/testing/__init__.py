@@ -44,8 +44,9 @@ StoreFactory = Callable[..., Awaitable[StateManager]]
 #: ``ttl``: writes with a ttl and expiry; ``listing``: keys/list/items/list_groups; ``counts``: clear reports
 #: how many entries it removed; ``cleanup_counts``: cleanup() does too (a store whose server drops expired
 #: entries by itself has none to count); ``null``: a stored null is told apart from no entry; ``changes``:
-#: the change feed (``watch``, ``revision``, SPEC §10).
-ALL_CAPABILITIES: Final = frozenset({"ttl", "listing", "counts", "cleanup_counts", "null", "changes"})
+#: the change feed (``watch``, ``revision``, SPEC §10); ``triggers``: durable triggers (``adapter.trigger_store()``,
+#: SPEC §11).
+ALL_CAPABILITIES: Final = frozenset({"ttl", "listing", "counts", "cleanup_counts", "null", "changes", "triggers"})
 
 
 def pytest_configure(config: pytest.Config) -> None:

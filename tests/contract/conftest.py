@@ -23,7 +23,7 @@ async def make_custom(tmp_path: Path, **options: Any) -> StateManager:
 CONTRACT_FACTORIES: dict[str, StoreFactory] = {**FACTORIES, "redis-motia": make_redis_motia, "custom": make_custom}
 # The five reference methods: no ttl, no listing, clear/cleanup report nothing.
 # Redis in the motia layout: expired strings vanish by themselves, so cleanup() has nothing to count.
-CAPABILITIES = {"custom": frozenset(), "redis-motia": ALL_CAPABILITIES - {"cleanup_counts", "changes"}}
+CAPABILITIES = {"custom": frozenset(), "redis-motia": ALL_CAPABILITIES - {"cleanup_counts", "changes", "triggers"}}
 
 
 @pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name.split("-")[0], [])) for name in CONTRACT_FACTORIES])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import asyncpg  # type: ignore[import-untyped]
 
@@ -33,6 +33,9 @@ from . import statements as q
 from .batcher import Batcher, copy_error
 from .connection import DEFAULT_COMMAND_TIMEOUT, DRIVER_ERRORS, ROLLED_BACK, Pool
 from .listener import POLL, Listener
+
+if TYPE_CHECKING:
+    from .triggers import PostgresTriggerStore
 
 __all__ = ["PostgresAdapter"]
 
@@ -82,6 +85,7 @@ class PostgresAdapter(StateAdapter):
         self._retention = float(changes_retention)
         self._new_batchers()
         self._listener = self._new_listener()
+        self._trigger_store: PostgresTriggerStore | None = None
 
     def _new_batchers(self) -> None:
         # Fresh with every pool: a pool (and its batches) belongs to one event loop.
@@ -112,6 +116,14 @@ class PostgresAdapter(StateAdapter):
     def url(self) -> str:
         """The URL with the password masked."""
         return self._url.masked
+
+    def trigger_store(self) -> PostgresTriggerStore:
+        """Where durable triggers keep their progress (SPEC §11): tables of this database, on this pool."""
+        if self._trigger_store is None:
+            from .triggers import PostgresTriggerStore  # imported when triggers run, not by every CLI call
+
+            self._trigger_store = PostgresTriggerStore(self._pg)
+        return self._trigger_store
 
     # --- lifecycle ----------------------------------------------------------------------------------
 

@@ -15,6 +15,9 @@ then is None; Redis no longer has it). A write over an expired entry records onl
 with XRANGE and waits with ``XREAD BLOCK`` on the server, on a pool of its own; ``cleanup()`` compacts.
 The counter, the global stream and the registries are in other slots than the scopes: one server only
 (not Redis Cluster) as it stands.
+
+Durable triggers (SPEC §11) keep their progress through ``trigger_store()`` (:mod:`.triggers`), each trigger's
+keys in one slot of their own.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ...adapter import Entry, StateAdapter, StateItem
 from ...changes import Change
@@ -35,6 +38,9 @@ from ...values import decode, encode
 from . import scripts
 from .connection import DRIVER_ERRORS, Command, Connection
 from .layout import Layout, expiry, ttl_ms
+
+if TYPE_CHECKING:
+    from .triggers import RedisTriggerStore
 
 __all__ = ["RedisAdapter", "RedisBase"]
 
@@ -161,9 +167,19 @@ class RedisAdapter(RedisBase):
     """
 
     _keys: Layout
+    _trigger_store: RedisTriggerStore | None = None
 
     def _layout(self, prefix: str) -> Layout:
         return Layout(prefix)
+
+    def trigger_store(self) -> RedisTriggerStore:
+        """Where durable triggers keep their progress (SPEC §11): this store's Redis, one per adapter."""
+        store = self._trigger_store
+        if store is None:
+            from .triggers import RedisTriggerStore  # imported when triggers run, not by every CLI call
+
+            store = self._trigger_store = RedisTriggerStore(self._conn, self._keys, self._url)
+        return store
 
     def entry_key(self, scope: str, key: str) -> str:
         """The Redis key holding ``scope``/``key``: ``<prefix>{<scope>}:<key>``."""

@@ -19,6 +19,20 @@ The change feed (SPEC §10; none of it with ``changes: off``), written by the sa
   score = the stream's first retained revision, so compaction finds the streams to trim.
 * ``motia:state:__changes_floor__`` -- the highest revision compaction removed (absent = 0).
 
+Durable triggers (SPEC §11; :mod:`.triggers`), written only once a trigger runs. Every key of one trigger shares
+the hash tag ``{__trigger__:<name>}`` (the name escaped as a scope is), so each trigger script touches one slot:
+
+* ``motia:state:{__trigger__:<name>}#meta`` -- a hash: ``start``, ``partitions``, ``handled``, ``skipped``.
+* ``…#parts`` -- a hash of the partitions: ``<i>:position``, ``<i>:done`` (revisions done above the
+  position, comma-separated), ``<i>:owner`` and ``<i>:until`` (lease end, server epoch ms; both absent = free).
+* ``…#workers`` -- a sorted set: member = worker, score = alive-until (server epoch ms).
+* ``…#parked`` -- a hash: revision -> the parked change's JSON text (values exactly as stored).
+* ``…#retry`` -- a sorted set of the parked revisions asked to be retried (score = revision).
+* ``motia:state:__triggers__`` -- the registry of trigger names (a set), for ``status()``.
+
+The suffixes start with ``#`` after the tag, like a scope's stream, and differ from ``#changes``: a trigger's
+keys collide with no entry (``}:``), index or stream key, whatever the scopes and trigger names.
+
 ``motia`` (:class:`MotiaLayout`), the layout of Motia's own Node Redis state adapter: ``motia:state:<scope>:<key>``
 holding the JSON text, and nothing else under the prefix. Motia reads a trace id up to the first ``:``, so a
 scope holding ``:`` is stored with ``:`` and ``%`` percent-encoded (and so is one holding a ``%25`` or ``%3A``
@@ -29,9 +43,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, NamedTuple
 
-__all__ = ["Layout", "MotiaLayout", "expiry", "glob_escape", "ttl_ms"]
+__all__ = ["Layout", "MotiaLayout", "TriggerKeys", "expiry", "glob_escape", "ttl_ms"]
 
 
 _ESCAPED: Final = re.compile(r"%(25|3[Aa])")
@@ -47,7 +61,7 @@ def _tag(scope: str) -> str:
 class Layout:
     """Where a scope's keys live under one prefix."""
 
-    __slots__ = ("changes", "changes_floor", "changes_scopes", "prefix", "registry", "revision")
+    __slots__ = ("changes", "changes_floor", "changes_scopes", "prefix", "registry", "revision", "triggers")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -56,6 +70,7 @@ class Layout:
         self.changes = prefix + "__changes__"
         self.changes_scopes = prefix + "__changes_scopes__"
         self.changes_floor = prefix + "__changes_floor__"
+        self.triggers = prefix + "__triggers__"
 
     @staticmethod
     def tag(scope: str) -> str:
@@ -87,6 +102,26 @@ class Layout:
     def entry(self, scope: str, key: str) -> str:
         """The string holding ``scope``/``key``: ``<prefix>{<scope>}:<key>``."""
         return self.prefix + "{" + _tag(scope) + "}:" + key
+
+    def trigger(self, name: str) -> TriggerKeys:
+        """The keys of trigger ``name``, all in the slot of ``{__trigger__:<name>}``."""
+        base = self.prefix + "{__trigger__:" + _tag(name) + "}#"
+        # A trigger name is any str without NUL (a lone surrogate included): passed through as bytes.
+        return TriggerKeys(*(_bytes(base + part) for part in ("meta", "parts", "workers", "parked", "retry")))
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+class TriggerKeys(NamedTuple):
+    """The Redis keys of one trigger (see the module docstring)."""
+
+    meta: bytes
+    parts: bytes
+    workers: bytes
+    parked: bytes
+    retry: bytes
 
 
 def glob_escape(text: str) -> str:

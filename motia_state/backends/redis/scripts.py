@@ -1,4 +1,4 @@
-"""The Redis backend's Lua scripts: each touches the keys of one scope, so one Cluster slot.
+"""The Redis backend's Lua scripts: each touches the keys of one scope (or of one trigger), so one Cluster slot.
 
 Run with EVALSHA; a NOSCRIPT reply makes the connection load them all (``SCRIPTS``) and re-send. The key
 layout the scripts work on is described in :mod:`.layout`.
@@ -395,6 +395,193 @@ return #KEYS
 """
 )
 
+# --- durable triggers (SPEC §11): each script touches the keys of one trigger, so one slot -------------
+#
+# Revisions (start, positions, done) pass through as the decimal text Python sent: Lua's numbers are
+# doubles, so nothing that could grow past 2**53 is computed with. Leases are server epoch ms (TIME).
+
+# KEYS[1] meta, KEYS[2] parts; ARGV[1] start revision, ARGV[2] partitions. Creates the trigger unless it
+# exists; returns its start revision.
+TRIGGER_REGISTER = Script(
+    """
+local start = redis.call('HGET', KEYS[1], 'start')
+if start then return start end
+redis.call('HSET', KEYS[1], 'start', ARGV[1], 'partitions', ARGV[2], 'handled', '0', 'skipped', '0')
+local f = {}
+for i = 0, tonumber(ARGV[2]) - 1 do
+  f[#f + 1] = i .. ':position'; f[#f + 1] = ARGV[1]
+  f[#f + 1] = i .. ':done'; f[#f + 1] = ''
+end
+redis.call('HSET', KEYS[2], unpack(f))
+return ARGV[1]
+"""
+)
+
+# KEYS[1] meta, KEYS[2] parts, KEYS[3] workers; ARGV[1] owner, ARGV[2] lease ms. Heartbeats the owner, drops
+# dead workers, renews the owner's live claims up to its fair share (ceil(partitions / live workers)) and
+# frees the rest, then claims free or expired partitions (lowest first) up to the share. Returns a flat
+# {partition, position, done, ...} of the owner's claims, by partition; nil for an unknown trigger.
+TRIGGER_ACQUIRE = Script(
+    NOW
+    + """
+local n = tonumber(redis.call('HGET', KEYS[1], 'partitions'))
+if not n then return false end
+local untl = string.format('%d', now + tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[3], untl, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', now))
+local share = math.ceil(n / redis.call('ZCARD', KEYS[3]))
+local f = {}
+for i = 0, n - 1 do f[#f + 1] = i .. ':owner'; f[#f + 1] = i .. ':until' end
+local got = redis.call('HMGET', KEYS[2], unpack(f))
+local keep, free, surplus = {}, {}, {}
+for i = 0, n - 1 do
+  local who, till = got[2 * i + 1], tonumber(got[2 * i + 2] or '0')
+  if not who or till <= now then
+    free[#free + 1] = i
+  elseif who == ARGV[1] then
+    -- Beyond the share: renewed and flagged, the owner hands it back once its handlers are done.
+    if #keep >= share then surplus[i] = true end
+    keep[#keep + 1] = i
+  end
+end
+for _, i in ipairs(free) do
+  if #keep >= share then break end
+  keep[#keep + 1] = i
+end
+table.sort(keep)
+local out = {}
+if #keep > 0 then
+  local set = {}
+  for _, i in ipairs(keep) do
+    set[#set + 1] = i .. ':owner'; set[#set + 1] = ARGV[1]
+    set[#set + 1] = i .. ':until'; set[#set + 1] = untl
+  end
+  redis.call('HSET', KEYS[2], unpack(set))
+  for _, i in ipairs(keep) do
+    local pd = redis.call('HMGET', KEYS[2], i .. ':position', i .. ':done')
+    out[#out + 1] = i; out[#out + 1] = pd[1]; out[#out + 1] = pd[2] or ''
+    out[#out + 1] = surplus[i] and 1 or 0
+  end
+end
+return out
+"""
+)
+
+# KEYS[1] meta, KEYS[2] parts; ARGV[1] owner, ARGV[2] partition, ARGV[3] position, ARGV[4] done (comma-
+# separated), ARGV[5] handled, ARGV[6] skipped, ARGV[7] lease ms. Fenced: writes only while the owner holds
+# the partition and its lease has not run out (server clock); renews the lease. Returns 1, or 0 if not held.
+TRIGGER_COMMIT = Script(
+    NOW
+    + """
+local p = ARGV[2]
+local held = redis.call('HMGET', KEYS[2], p .. ':owner', p .. ':until')
+if held[1] ~= ARGV[1] or tonumber(held[2] or '0') <= now then return 0 end
+redis.call('HSET', KEYS[2], p .. ':position', ARGV[3], p .. ':done', ARGV[4],
+  p .. ':until', string.format('%d', now + tonumber(ARGV[7])))
+if ARGV[5] ~= '0' then redis.call('HINCRBY', KEYS[1], 'handled', ARGV[5]) end
+if ARGV[6] ~= '0' then redis.call('HINCRBY', KEYS[1], 'skipped', ARGV[6]) end
+return 1
+"""
+)
+
+# KEYS[1] meta, KEYS[2] parts, KEYS[3] workers; ARGV[1] owner. Frees every partition of the owner and
+# forgets its heartbeat.
+TRIGGER_RELEASE = Script(
+    """
+-- ARGV[2..]: only these partitions (the heartbeat stays); none: every claim and the heartbeat.
+if #ARGV == 1 then redis.call('ZREM', KEYS[3], ARGV[1]) end
+local n = tonumber(redis.call('HGET', KEYS[1], 'partitions'))
+if not n then return 0 end
+local only = nil
+if #ARGV > 1 then
+  only = {}
+  for j = 2, #ARGV do only[tonumber(ARGV[j])] = true end
+end
+local f = {}
+for i = 0, n - 1 do f[#f + 1] = i .. ':owner' end
+local got = redis.call('HMGET', KEYS[2], unpack(f))
+local drop = {}
+for i = 0, n - 1 do
+  if got[i + 1] == ARGV[1] and (only == nil or only[i]) then
+    drop[#drop + 1] = i .. ':owner'; drop[#drop + 1] = i .. ':until'
+  end
+end
+if #drop > 0 then redis.call('HDEL', KEYS[2], unpack(drop)) end
+return #drop / 2
+"""
+)
+
+# KEYS[1] parked, KEYS[2] retry; ARGV[1] revision, ARGV[2] the record's JSON text up to the value of its last
+# member, ``parked_at``, which is the server time in ms (the script closes the object). Replaces an earlier
+# record of the revision, and its retry flag.
+TRIGGER_PARK = Script(
+    NOW
+    + """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. string.format('%d', now) .. '}')
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+)
+
+# KEYS[1] parked, KEYS[2] retry; ARGV[1] revision. Forgets a parked change.
+TRIGGER_UNPARK = Script(
+    """
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+)
+
+# KEYS[1] parked, KEYS[2] retry; ARGV[1] limit. Takes (clears) up to ``limit`` retry flags, lowest revision
+# first, and returns the flat {revision, record, ...} of those still parked.
+TRIGGER_TAKE_RETRIES = Script(
+    """
+local revs = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)
+if #revs == 0 then return {} end
+redis.call('ZREM', KEYS[2], unpack(revs))
+local recs = redis.call('HMGET', KEYS[1], unpack(revs))
+local out = {}
+for i = 1, #revs do
+  if recs[i] then out[#out + 1] = revs[i]; out[#out + 1] = recs[i] end
+end
+return out
+"""
+)
+
+# KEYS[1] parked, KEYS[2] retry. Flags every parked change for a retry; returns how many there are.
+TRIGGER_REQUEST_RETRY = Script(
+    """
+local revs = redis.call('HKEYS', KEYS[1])
+for i = 1, #revs, 500 do
+  local z = {}
+  for j = i, math.min(i + 499, #revs) do z[#z + 1] = revs[j]; z[#z + 1] = revs[j] end
+  redis.call('ZADD', KEYS[2], unpack(z))
+end
+return #revs
+"""
+)
+
+# KEYS[1] meta, KEYS[2] parts, KEYS[3] workers, KEYS[4] parked, KEYS[5] retry (read only). Returns nil for an
+# unknown trigger, else {{start, partitions, handled, skipped}, positions by partition, live workers,
+# flat {revision, record, ...} of the parked changes, revisions flagged for a retry}: one consistent view.
+TRIGGER_STATUS = Script(
+    NOW
+    + """
+local meta = redis.call('HMGET', KEYS[1], 'start', 'partitions', 'handled', 'skipped')
+if not meta[1] then return false end
+local f = {}
+for i = 0, tonumber(meta[2]) - 1 do f[#f + 1] = i .. ':position' end
+local positions = {}
+if #f > 0 then positions = redis.call('HMGET', KEYS[2], unpack(f)) end
+return {
+  meta,
+  positions,
+  redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. string.format('%d', now), '+inf'),
+  redis.call('HGETALL', KEYS[4]),
+  redis.call('ZRANGE', KEYS[5], 0, -1),
+}
+"""
+)
+
 SCRIPTS: Final = (
     SET,
     DELETE,
@@ -409,4 +596,13 @@ SCRIPTS: Final = (
     TRIM_SCOPE,
     MOTIA_CAS,
     MOTIA_SET_MANY,
+    TRIGGER_REGISTER,
+    TRIGGER_ACQUIRE,
+    TRIGGER_COMMIT,
+    TRIGGER_RELEASE,
+    TRIGGER_PARK,
+    TRIGGER_UNPARK,
+    TRIGGER_TAKE_RETRIES,
+    TRIGGER_REQUEST_RETRY,
+    TRIGGER_STATUS,
 )

@@ -5,6 +5,7 @@ batches in ``worker``; this module maps the adapter's hooks onto them.
 
 The change feed (SPEC §10) is written by triggers in the file (``motia_state.sql.feed``); this adapter reads
 ``motia_state_changes``, compacts it in ``cleanup()``, and makes the triggers match ``changes`` at connect.
+Durable triggers (SPEC §11) keep their progress in the file too: ``trigger_store()`` (module ``triggers``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ...adapter import Entry, StateAdapter, StateItem
 from ...changes import Change
@@ -47,6 +48,9 @@ from .operations import (
     op_values,
 )
 from .worker import OWN, READ, WRITE, Database
+
+if TYPE_CHECKING:
+    from .triggers import SQLiteTriggerStore
 
 __all__ = ["SQLiteAdapter"]
 
@@ -87,6 +91,7 @@ class SQLiteAdapter(StateAdapter):
         # or below what a read saw can commit later.
         self._scanned: OrderedDict[tuple[str | None, str | None, int], int] = OrderedDict()
         self._db = Database(parsed, self.path, migrate=migrate, busy_timeout=self.busy_timeout)
+        self._triggers: SQLiteTriggerStore | None = None
 
     @property
     def url(self) -> str:
@@ -268,3 +273,14 @@ class SQLiteAdapter(StateAdapter):
         self._scanned.move_to_end(shape)
         while len(self._scanned) > _SCANNED_MAX:
             self._scanned.popitem(last=False)
+
+    # --- durable triggers ----------------------------------------------------------------------------------
+
+    def trigger_store(self) -> SQLiteTriggerStore:
+        """Where triggers keep their progress: the trigger tables of this file (one store per adapter)."""
+        if self._triggers is None:
+            # Imported here: a CLI call that runs no trigger does not load the engine.
+            from .triggers import SQLiteTriggerStore
+
+            self._triggers = SQLiteTriggerStore(self._call)
+        return self._triggers

@@ -9,6 +9,7 @@ from .test_changes import *  # noqa: F403
 from .test_filters import *  # noqa: F403
 from .test_operations import *  # noqa: F403
 from .test_paging import *  # noqa: F403
+from .test_triggers import *  # noqa: F403
 from .test_ttl import *  # noqa: F403
 from .test_update import *  # noqa: F403
 from .test_values import *  # noqa: F403
