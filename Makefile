@@ -30,6 +30,7 @@ $(BIN)/.installed-bench: $(BIN)/.installed
 bench: $(BIN)/.installed $(BIN)/.installed-bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.feed $(BENCH_ARGS)  # the change feed: on/off cost, delivery delay, keep-up rate
+	$(BIN)/python -m bench.triggers $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)  # triggers: changes/s, delay
 	$(BIN)/python -m bench.cli_call  # one reading CLI call, wall time (target < 0.15 s); table in BENCHMARKS.md
 
 clean:

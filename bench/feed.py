@@ -50,7 +50,10 @@ async def _reset_pg(db: str) -> str:
     url = pg_url(db)
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("DROP TABLE IF EXISTS motia_state, motia_state_changes, motia_state_alembic_version CASCADE")
+        await conn.execute(
+            "DROP TABLE IF EXISTS motia_state, motia_state_changes, motia_state_alembic_version, motia_state_triggers,"
+            " motia_state_trigger_partitions, motia_state_trigger_workers, motia_state_trigger_parked CASCADE"
+        )
         await conn.execute("DROP FUNCTION IF EXISTS motia_state_record_change() CASCADE")
     finally:
         await conn.close()
