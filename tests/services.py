@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +81,29 @@ async def drop_private_pg_database(db: str, prefix: str) -> None:
             await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@contextlib.contextmanager
+def shared_store_url(kind: str, tmp_path: Path, *, redis_url: str, pg_prefix: str) -> Iterator[str]:
+    """A fresh store several processes can open: a SQLite file, a private Postgres database (dropped after),
+    or a Redis database number (flushed before and after). For the multi-process tests."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+    elif kind == "postgres":
+        require("postgres")
+        db = asyncio.run(create_private_pg_database(pg_prefix))
+        try:
+            yield pg_url_of(db)
+        finally:
+            asyncio.run(drop_private_pg_database(db, pg_prefix))
+    else:
+        require("redis")
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
+        try:
+            yield redis_url
+        finally:
+            client.flushdb()
+            client.close()

@@ -20,7 +20,7 @@ import pytest
 
 from motia_state import StateManager
 from tests.feed.writer import COUNTERS, SCOPE
-from tests.services import create_private_pg_database, drop_private_pg_database, pg_url_of, require
+from tests.services import shared_store_url
 
 WRITERS = 4
 PER_WRITER = 150
@@ -38,27 +38,8 @@ PG_PREFIX = "motia_state_feed_"
     ]
 )
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    kind = request.param
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'feed.db'}"
-    elif kind == "postgres":
-        require("postgres")
-        db = asyncio.run(create_private_pg_database(PG_PREFIX))
-        try:
-            yield pg_url_of(db)
-        finally:
-            asyncio.run(drop_private_pg_database(db, PG_PREFIX))
-    else:
-        require("redis")
-        import redis
-
-        client = redis.Redis.from_url(REDIS_DB_URL)
-        client.flushdb()
-        try:
-            yield REDIS_DB_URL
-        finally:
-            client.flushdb()
-            client.close()
+    with shared_store_url(request.param, tmp_path, redis_url=REDIS_DB_URL, pg_prefix=PG_PREFIX) as url:
+        yield url
 
 
 def _python(*args: str) -> list[str]:

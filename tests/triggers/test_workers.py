@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from motia_state import StateManager
-from tests.services import create_private_pg_database, drop_private_pg_database, pg_url_of, require
+from tests.services import shared_store_url
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -38,26 +38,8 @@ WITHIN = 90.0  # seconds: a bound for a hung test, not a measurement
     ]
 )
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'triggers.db'}"
-    elif request.param == "postgres":
-        require("postgres")
-        db = asyncio.run(create_private_pg_database(PG_PREFIX))
-        try:
-            yield pg_url_of(db)
-        finally:
-            asyncio.run(drop_private_pg_database(db, PG_PREFIX))
-    else:
-        require("redis")
-        import redis
-
-        client = redis.Redis.from_url(REDIS_DB_URL)
-        client.flushdb()
-        try:
-            yield REDIS_DB_URL
-        finally:
-            client.flushdb()
-            client.close()
+    with shared_store_url(request.param, tmp_path, redis_url=REDIS_DB_URL, pg_prefix=PG_PREFIX) as url:
+        yield url
 
 
 class Workers:
@@ -111,12 +93,17 @@ async def _live_workers(state: StateManager) -> int:
     return next((len(s.owners) for s in statuses if s.name == "jobs"), 0)
 
 
-async def _balanced(state: StateManager, n: int) -> None:
-    """Until ``n`` workers are live and have split the partitions (a worker rebalances every lease/3)."""
+async def _live(state: StateManager, n: int) -> None:
+    """Until ``n`` workers hold a heartbeat in the store."""
     deadline = time.time() + WITHIN
     while await _live_workers(state) < n:
         assert time.time() < deadline, f"{n} workers never showed up"
         await asyncio.sleep(0.2)
+
+
+async def _balanced(state: StateManager, n: int) -> None:
+    """Until ``n`` workers are live and have split the partitions (a worker rebalances every lease/3)."""
+    await _live(state, n)
     await asyncio.sleep(4)  # one more rebalancing round of every worker (lease 9 s / 3)
 
 
@@ -156,10 +143,7 @@ async def test_a_sigkilled_workers_change_is_taken_over_within_the_lease(store_u
     try:
         await state.connect()
         workers.start(2)
-        deadline = time.time() + WITHIN
-        while await _live_workers(state) < 2:
-            assert time.time() < deadline
-            await asyncio.sleep(0.2)
+        await _live(state, 2)
         await asyncio.sleep(lease)  # split
         await state.set("jobs", "hang", 1)
         await state.set("jobs", "other", 2)
@@ -186,10 +170,7 @@ async def test_a_restarted_worker_resumes_after_what_it_finished(store_url: str,
     try:
         await state.connect()
         workers.start(1)
-        deadline = time.time() + WITHIN
-        while await _live_workers(state) < 1:
-            assert time.time() < deadline
-            await asyncio.sleep(0.2)
+        await _live(state, 1)
         for i in range(10):
             await state.set("jobs", f"k{i}", i)
         await _until(lambda: len(workers.done()) >= 10, "the first 10")
@@ -212,20 +193,18 @@ async def test_workers_joining_mid_stream_hand_over_keys_without_repeats_or_over
     store_url: str, tmp_path: Path
 ) -> None:
     """Partitions change hands while changes flow: a worker hands one over only after its handlers there end."""
-    workers = Workers(store_url, tmp_path / "log.jsonl", TRIGGER_TEST_LEASE="3")
+    # A lease long enough that a loaded machine never lets one lapse (a lapse is a takeover: at least once).
+    workers = Workers(store_url, tmp_path / "log.jsonl", TRIGGER_TEST_LEASE="6")
     state = StateManager.from_url(store_url)
     try:
         await state.connect()
         workers.start(1)
-        deadline = time.time() + WITHIN
-        while await _live_workers(state) < 1:
-            assert time.time() < deadline
-            await asyncio.sleep(0.2)
+        await _live(state, 1)
         for i in range(240):
             await state.set("jobs", f"k{i % 24}", i)
-            if i == 60:
+            if i == 40:
                 workers.start(2)  # they join and take partitions over while the first is busy
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.03)
         await _until(lambda: len(workers.done()) >= 240, "240 handled changes")
         await asyncio.sleep(1.5)
         assert [workers.stop(p) for p in workers.procs] == [0, 0, 0]
