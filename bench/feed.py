@@ -34,6 +34,7 @@ from bench.backends import ensure_pg_database, pg_url, redis_url
 from bench.core import WORKLOADS, measure_pair
 from bench.subjects import MotiaSubject
 from motia_state import StateManager
+from motia_state.sql import TABLES, VERSION_TABLE
 
 ADAPTERS: Final = ("memory", "sqlite", "postgres", "redis")
 OVERHEAD_WORKLOADS: Final = ("set", "update", "set_many1000", "clear100")
@@ -50,10 +51,7 @@ async def _reset_pg(db: str) -> str:
     url = pg_url(db)
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(
-            "DROP TABLE IF EXISTS motia_state, motia_state_changes, motia_state_alembic_version, motia_state_triggers,"
-            " motia_state_trigger_partitions, motia_state_trigger_workers, motia_state_trigger_parked CASCADE"
-        )
+        await conn.execute(f"DROP TABLE IF EXISTS {', '.join((*TABLES, VERSION_TABLE))} CASCADE")
         await conn.execute("DROP FUNCTION IF EXISTS motia_state_record_change() CASCADE")
     finally:
         await conn.close()
@@ -166,6 +164,24 @@ async def _writer(url: str, options: dict[str, Any], mode: str, arg1: str, arg2:
         await state.close()
 
 
+def delay_summary(delays: list[float]) -> dict[str, float]:
+    """p50, p99 and max of ``delays`` (seconds), in milliseconds."""
+    ordered = sorted(delays)
+    return {
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000,
+        "max_ms": ordered[-1] * 1000,
+    }
+
+
+def delay_row(r: dict[str, Any]) -> str:
+    """One row of a delay table: backend, changes, rate, p50, p99, max."""
+    return (
+        f"| {r['adapter']} | {r['changes']} | {r['rate_per_s']:.0f}/s | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
+        f" {r['max_ms']:.1f} |"
+    )
+
+
 # --- latency -------------------------------------------------------------------------------------------
 
 
@@ -189,15 +205,7 @@ async def latency(name: str, tmp: Path, rate: float, count: int) -> dict[str, An
                 await asyncio.to_thread(writer.wait)
     finally:
         await state.close()
-    delays.sort()
-    result = {
-        "adapter": name,
-        "rate_per_s": rate,
-        "changes": count,
-        "p50_ms": delays[len(delays) // 2] * 1000,
-        "p99_ms": delays[min(len(delays) - 1, round(0.99 * (len(delays) - 1)))] * 1000,
-        "max_ms": delays[-1] * 1000,
-    }
+    result = {"adapter": name, "rate_per_s": rate, "changes": count, **delay_summary(delays)}
     print(
         f"latency  {name:9} {count} changes at {rate:.0f}/s from another process:"
         f" p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  max {result['max_ms']:.1f} ms",
@@ -302,13 +310,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         "| backend | changes | rate | p50 ms | p99 ms | max ms |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in results["latency"]:
-        if "skipped" in r:
-            continue
-        out.append(
-            f"| {r['adapter']} | {r['changes']} | {r['rate_per_s']:.0f}/s | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
-            f" {r['max_ms']:.1f} |"
-        )
+    out += [delay_row(r) for r in results["latency"] if "skipped" not in r]
     out += [
         "",
         f"**Keep-up**: writer processes flooding `set_many(100)`, one watch of every scope (target >="

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.backends import redis_url
-from bench.feed import _flush_redis, _reset_pg
+from bench.feed import _flush_redis, _reset_pg, delay_row, delay_summary
 from motia_state import StateManager
 
 ADAPTERS: Final = ("sqlite", "postgres", "redis")
@@ -142,15 +142,8 @@ async def delay(name: str, tmp: Path, rate: float, count: int) -> dict[str, Any]
     finally:
         _stop(procs)
         await state.close()
-    delays = sorted(float(x) for x in log.read_text().split())
-    result = {
-        "adapter": name,
-        "changes": count,
-        "rate_per_s": rate,
-        "p50_ms": delays[len(delays) // 2] * 1000,
-        "p99_ms": delays[min(len(delays) - 1, round(0.99 * (len(delays) - 1)))] * 1000,
-        "max_ms": delays[-1] * 1000,
-    }
+    delays = [float(x) for x in log.read_text().split()]
+    result = {"adapter": name, "changes": count, "rate_per_s": rate, **delay_summary(delays)}
     print(
         f"delay      {name:9} write to handler: p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms"
         f"  max {result['max_ms']:.1f} ms",
@@ -177,11 +170,7 @@ def to_markdown(results: dict[str, Any]) -> str:
             f" | {target} |"
         )
     out += ["", "| backend | changes | rate | p50 ms | p99 ms | max ms |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in results["delay"]:
-        out.append(
-            f"| {r['adapter']} | {r['changes']} | {r['rate_per_s']:.0f}/s | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
-            f" {r['max_ms']:.1f} |"
-        )
+    out += [delay_row(r) for r in results["delay"]]
     return "\n".join(out) + "\n"
 
 

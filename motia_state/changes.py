@@ -27,6 +27,8 @@ __all__ = ["EVENTS", "Change", "ChangeLog", "ChangeStream", "Event"]
 Event = Literal["created", "updated", "deleted", "expired"]
 EVENTS: Final[tuple[Event, ...]] = ("created", "updated", "deleted", "expired")
 
+#: Seconds a recorded change is kept at least, unless ``changes_retention`` says otherwise (SPEC §10).
+DEFAULT_RETENTION: Final = 86400.0
 #: Changes read per round trip by a stream.
 BATCH: Final = 500
 #: Seconds one wait for new changes may last before the stream asks again (a watch that nobody reads

@@ -626,12 +626,7 @@ async def run_all(manager: TriggerOwner, triggers: Iterable[Trigger]) -> None:
     tasks = [asyncio.ensure_future(r.run()) for r in runs]
     try:
         await asyncio.gather(*tasks)
-    except asyncio.CancelledError:
-        for r in runs:
-            r.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    except BaseException:
+    except BaseException:  # cancelled, or one run failed: the others stop too, finishing their handlers
         for r in runs:
             r.stop()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from motia_state import StateManager
+from motia_state.sql import TABLES
 from tests.services import IN_CI, PG_ADMIN_URL, PG_TEST_DB, PG_URL, REDIS_URL, require
 
 pytest_plugins = ["motia_state.testing"]
@@ -47,10 +48,7 @@ async def make_postgres(tmp_path: Path, **options: Any) -> StateManager:
 
     conn = await asyncpg.connect(PG_URL)
     try:
-        await conn.execute(
-            "TRUNCATE motia_state, motia_state_changes, motia_state_triggers, motia_state_trigger_partitions,"
-            " motia_state_trigger_workers, motia_state_trigger_parked RESTART IDENTITY"
-        )
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
     finally:
         await conn.close()
     return state

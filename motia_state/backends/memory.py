@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..adapter import Entry, StateAdapter, StateItem
-from ..changes import Change, ChangeLog
+from ..changes import DEFAULT_RETENTION, Change, ChangeLog
 from ..ops import Filter, match
 from ..triggers import MemoryTriggerStore
 from ..values import decode, encode
@@ -32,7 +32,9 @@ class MemoryAdapter(StateAdapter):
 
     backend = "memory"
 
-    def __init__(self, url: object = None, *, changes: bool = True, changes_retention: float = 86400.0) -> None:
+    def __init__(
+        self, url: object = None, *, changes: bool = True, changes_retention: float = DEFAULT_RETENTION
+    ) -> None:
         # ``url`` (memory://) is accepted so the registry can build every backend alike; it holds nothing.
         self._data: dict[str, dict[str, _Stored]] = {}
         self.changes_off = not changes

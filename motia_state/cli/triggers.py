@@ -13,9 +13,10 @@ from typing import Any
 
 import click
 
+from ..adapter import StateAdapter
 from ..errors import StateError
 from ..manager import StateManager
-from ..triggers import TriggerStatus
+from ..triggers import TriggerStatus, TriggerStore
 from .common import EXIT_NOT_FOUND, EXIT_USAGE, CLIFailure, Output, failure, output_options, run_on_store, target
 
 __all__ = ["triggers_command", "worker_command"]
@@ -120,13 +121,20 @@ def _status_json(status: TriggerStatus, head: int, oldest_pending_at: float | No
     }
 
 
-async def trigger_statuses(state: StateManager) -> list[dict[str, Any]]:
-    """Every trigger of the store with its position, lag (revisions and seconds), counts, workers, parked."""
+async def _trigger_store(state: StateManager) -> tuple[StateAdapter, TriggerStore]:
+    """The connected adapter and its trigger store; exit 2 for a store that keeps no triggers."""
     adapter = await state._connected_adapter()
     factory = getattr(adapter, "trigger_store", None)
     if factory is None:
         raise CLIFailure(f"this store ({adapter.backend}) keeps no triggers", EXIT_USAGE)
-    statuses = await factory().status()
+    store: TriggerStore = factory()
+    return adapter, store
+
+
+async def trigger_statuses(state: StateManager) -> list[dict[str, Any]]:
+    """Every trigger of the store with its position, lag (revisions and seconds), counts, workers, parked."""
+    adapter, store = await _trigger_store(state)
+    statuses = await store.status()
     head = await state.revision()
     out = []
     for status in statuses:
@@ -164,11 +172,7 @@ def retry_command(ctx: click.Context, name: str) -> None:
     """
 
     async def work(state: StateManager) -> int:
-        adapter = await state._connected_adapter()
-        factory = getattr(adapter, "trigger_store", None)
-        if factory is None:
-            raise CLIFailure(f"this store ({adapter.backend}) keeps no triggers", EXIT_USAGE)
-        store = factory()
+        _, store = await _trigger_store(state)
         if name not in {s.name for s in await store.status()}:
             raise CLIFailure(f"no trigger named {name!r} in this store", EXIT_NOT_FOUND)
         return int(await store.request_retry(name))

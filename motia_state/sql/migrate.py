@@ -24,16 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..errors import SchemaOutOfDateError, StateBackendError, StateConfigError, StateError
 from ..urls import StoreURL, parse_url
-from . import (
-    CHANGES_TABLE,
-    HEAD_REVISION,
-    TABLE_NAME,
-    TRIGGER_PARKED_TABLE,
-    TRIGGER_PARTITIONS_TABLE,
-    TRIGGER_WORKERS_TABLE,
-    TRIGGERS_TABLE,
-    VERSION_TABLE,
-)
+from . import HEAD_REVISION, TABLES, VERSION_TABLE
 from .connect import dialect, engine_args, make_sqlite_folder, sqlite_path
 
 if TYPE_CHECKING:
@@ -136,16 +127,7 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
     return table is None or table.name in _OURS
 
 
-_OURS: Final = frozenset(
-    {
-        TABLE_NAME,
-        CHANGES_TABLE,
-        TRIGGERS_TABLE,
-        TRIGGER_PARTITIONS_TABLE,
-        TRIGGER_WORKERS_TABLE,
-        TRIGGER_PARKED_TABLE,
-    }
-)
+_OURS: Final = frozenset(TABLES)
 
 
 # --- engines and errors --------------------------------------------------------------------------------

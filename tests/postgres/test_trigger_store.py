@@ -20,14 +20,12 @@ import pytest
 from motia_state import Change, StateBackendError, StateManager
 from motia_state.backends.postgres import PostgresAdapter
 from motia_state.backends.postgres.triggers import PostgresTriggerStore
+from motia_state.sql import TRIGGER_TABLES
 from motia_state.triggers import PARTITIONS
 from tests.conftest import ensure_pg_database
 from tests.services import PG_URL, require
 
 pytestmark = pytest.mark.postgres
-
-TABLES = ("motia_state_triggers", "motia_state_trigger_partitions", "motia_state_trigger_workers",
-          "motia_state_trigger_parked")  # fmt: skip
 
 
 @pytest.fixture
@@ -72,7 +70,7 @@ async def sql(managers: list[StateManager], name: str) -> AsyncIterator[Any]:
     try:
         yield pool
     finally:
-        for table in TABLES:
+        for table in TRIGGER_TABLES:
             await pool.execute(f"DELETE FROM {table} WHERE name LIKE $1", name + "%")
         await pool.close()
 

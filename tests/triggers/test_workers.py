@@ -6,6 +6,7 @@ over within the lease, a restarted worker resumes where it stopped, SIGTERM stop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -13,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,30 @@ class Workers:
                 p.wait()
 
 
+@contextlib.asynccontextmanager
+async def _running(url: str, log: Path, **env: str) -> AsyncIterator[tuple[Workers, StateManager]]:
+    """Worker processes (none started yet) and a connected store of our own; both cleaned up after."""
+    workers = Workers(url, log, **env)
+    state = StateManager.from_url(url)
+    try:
+        await state.connect()
+        yield workers, state
+    finally:
+        workers.close()
+        await state.close()
+
+
+def _each_key_in_order_one_at_a_time(workers: Workers) -> None:
+    """From the handlers' own log: each key's changes ran in revision order, never two at once."""
+    done = workers.done()
+    starts = {x["revision"]: x for x in workers.lines() if x["kind"] == "start"}
+    for key in {d["key"] for d in done}:
+        mine = sorted((d for d in done if d["key"] == key), key=lambda d: starts[d["revision"]]["t"])
+        assert [d["revision"] for d in mine] == sorted(d["revision"] for d in mine), f"{key} out of order"
+        for a, b in itertools.pairwise(mine):
+            assert a["t"] <= starts[b["revision"]]["t"], f"two handlers of {key} at once"
+
+
 async def _until(check: Any, what: str) -> None:
     deadline = time.time() + WITHIN
     while not check():
@@ -108,10 +133,7 @@ async def _balanced(state: StateManager, n: int) -> None:
 
 
 async def test_three_workers_share_300_changes_over_30_keys(store_url: str, tmp_path: Path) -> None:
-    workers = Workers(store_url, tmp_path / "log.jsonl", TRIGGER_TEST_LEASE="9")
-    state = StateManager.from_url(store_url)
-    try:
-        await state.connect()
+    async with _running(store_url, tmp_path / "log.jsonl", TRIGGER_TEST_LEASE="9") as (workers, state):
         workers.start(3)
         await _balanced(state, 3)
         for i in range(300):
@@ -120,28 +142,19 @@ async def test_three_workers_share_300_changes_over_30_keys(store_url: str, tmp_
         await _until(lambda: len(workers.done()) >= 300, "300 handled changes")
         await asyncio.sleep(1)  # nothing more should come
         assert [workers.stop(p) for p in workers.procs] == [0, 0, 0]
-    finally:
-        workers.close()
-        await state.close()
     done = workers.done()
     revisions = [d["revision"] for d in done]
     assert len(revisions) == 300 and len(set(revisions)) == 300, "a change was handled twice or not at all"
     assert {d["value"] for d in done} == set(range(300))
     assert len({d["pid"] for d in done}) > 1, "one worker did all the work"
-    starts = {x["revision"]: x for x in workers.lines() if x["kind"] == "start"}
-    for key in {d["key"] for d in done}:
-        mine = sorted((d for d in done if d["key"] == key), key=lambda d: starts[d["revision"]]["t"])
-        assert [d["revision"] for d in mine] == sorted(d["revision"] for d in mine), f"{key} out of order"
-        for a, b in itertools.pairwise(mine):
-            assert a["t"] <= starts[b["revision"]]["t"], f"two handlers of {key} at once"
+    _each_key_in_order_one_at_a_time(workers)
 
 
 async def test_a_sigkilled_workers_change_is_taken_over_within_the_lease(store_url: str, tmp_path: Path) -> None:
     lease = 3.0
-    workers = Workers(store_url, tmp_path / "log.jsonl", TRIGGER_TEST_LEASE=str(lease), TRIGGER_TEST_HANG_KEY="hang")
-    state = StateManager.from_url(store_url)
-    try:
-        await state.connect()
+    async with _running(
+        store_url, tmp_path / "log.jsonl", TRIGGER_TEST_LEASE=str(lease), TRIGGER_TEST_HANG_KEY="hang"
+    ) as (workers, state):
         workers.start(2)
         await _live(state, 2)
         await asyncio.sleep(lease)  # split
@@ -159,16 +172,10 @@ async def test_a_sigkilled_workers_change_is_taken_over_within_the_lease(store_u
         # Within the lease (plus the takeover's own rebalancing period, lease / 3, and a margin).
         assert taken_over["t"] - killed_at < lease + lease / 3 + 5
         assert [d["key"] for d in workers.done()].count("other") == 1
-    finally:
-        workers.close()
-        await state.close()
 
 
 async def test_a_restarted_worker_resumes_after_what_it_finished(store_url: str, tmp_path: Path) -> None:
-    workers = Workers(store_url, tmp_path / "log.jsonl", TRIGGER_TEST_LEASE="6")
-    state = StateManager.from_url(store_url)
-    try:
-        await state.connect()
+    async with _running(store_url, tmp_path / "log.jsonl", TRIGGER_TEST_LEASE="6") as (workers, state):
         workers.start(1)
         await _live(state, 1)
         for i in range(10):
@@ -182,9 +189,6 @@ async def test_a_restarted_worker_resumes_after_what_it_finished(store_url: str,
         await _until(lambda: len(workers.done()) >= 20, "the 10 written while stopped")
         await asyncio.sleep(1.5)
         assert workers.stop(workers.procs[1]) == 0
-    finally:
-        workers.close()
-        await state.close()
     values = sorted(d["value"] for d in workers.done())
     assert values == list(range(20)), "a change was handled twice, or lost across the restart"
 
@@ -194,10 +198,7 @@ async def test_workers_joining_mid_stream_hand_over_keys_without_repeats_or_over
 ) -> None:
     """Partitions change hands while changes flow: a worker hands one over only after its handlers there end."""
     # A lease long enough that a loaded machine never lets one lapse (a lapse is a takeover: at least once).
-    workers = Workers(store_url, tmp_path / "log.jsonl", TRIGGER_TEST_LEASE="6")
-    state = StateManager.from_url(store_url)
-    try:
-        await state.connect()
+    async with _running(store_url, tmp_path / "log.jsonl", TRIGGER_TEST_LEASE="6") as (workers, state):
         workers.start(1)
         await _live(state, 1)
         for i in range(240):
@@ -208,15 +209,7 @@ async def test_workers_joining_mid_stream_hand_over_keys_without_repeats_or_over
         await _until(lambda: len(workers.done()) >= 240, "240 handled changes")
         await asyncio.sleep(1.5)
         assert [workers.stop(p) for p in workers.procs] == [0, 0, 0]
-    finally:
-        workers.close()
-        await state.close()
     done = workers.done()
     assert sorted(d["value"] for d in done) == list(range(240)), "a change was handled twice or lost"
     assert len({d["pid"] for d in done}) > 1, "the joining workers took nothing over"
-    starts = {x["revision"]: x for x in workers.lines() if x["kind"] == "start"}
-    for key in {d["key"] for d in done}:
-        mine = sorted((d for d in done if d["key"] == key), key=lambda d: starts[d["revision"]]["t"])
-        assert [d["revision"] for d in mine] == sorted(d["revision"] for d in mine), f"{key} out of order"
-        for a, b in itertools.pairwise(mine):
-            assert a["t"] <= starts[b["revision"]]["t"], f"two handlers of {key} at once"
+    _each_key_in_order_one_at_a_time(workers)

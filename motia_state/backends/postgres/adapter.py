@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import asyncpg  # type: ignore[import-untyped]
 
 from ...adapter import Entry, StateAdapter, StateItem
-from ...changes import Change, Event
+from ...changes import DEFAULT_RETENTION, Change, Event
 from ...errors import ChangesCompactedError, StateBackendError, StateConfigError, StateError
 from ...ops import Filter, match
 from ...sql import TABLE_NAME
@@ -64,7 +64,7 @@ class PostgresAdapter(StateAdapter):
         command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
         sslmode: str | None = None,
         changes: bool = True,
-        changes_retention: float = 86400.0,
+        changes_retention: float = DEFAULT_RETENTION,
     ) -> None:
         parsed = url if isinstance(url, StoreURL) else parse_url(url)
         if sslmode is not None:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from ...adapter import Entry, StateAdapter, StateItem
-from ...changes import Change
+from ...changes import DEFAULT_RETENTION, Change
 from ...errors import ChangesCompactedError, StateBackendError, StateConfigError
 from ...ops import Filter, match
 from ...urls import StoreURL, parse_url
@@ -74,7 +74,7 @@ class RedisBase(StateAdapter):
         pool_size: int = 50,
         connect_timeout: float = 10.0,
         changes: bool = True,
-        changes_retention: float = 86400.0,
+        changes_retention: float = DEFAULT_RETENTION,
     ) -> None:
         if type(key_prefix) is not str:
             raise StateConfigError(f"key_prefix must be a str, got {type(key_prefix).__name__}")

@@ -14,12 +14,11 @@ import json
 import logging
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...adapter import Entry, StateAdapter, StateItem
-from ...changes import Change
+from ...changes import DEFAULT_RETENTION, Change
 from ...errors import StateConfigError
 from ...ops import Filter
 from ...sql.connect import sqlite_path
@@ -56,9 +55,6 @@ __all__ = ["SQLiteAdapter"]
 
 _log = logging.getLogger("motia_state")
 
-#: How many watch positions ``changes_after`` remembers (see ``_scanned``).
-_SCANNED_MAX: Final = 1024
-
 
 class SQLiteAdapter(StateAdapter):
     """State in a SQLite file (``sqlite:///rel/path``, ``sqlite:////abs/path``) or ``sqlite:///:memory:``."""
@@ -73,7 +69,7 @@ class SQLiteAdapter(StateAdapter):
         busy_timeout: float = 5.0,
         connect_timeout: float = 10.0,
         changes: bool = True,
-        changes_retention: float = 86400.0,
+        changes_retention: float = DEFAULT_RETENTION,
     ) -> None:
         parsed = url if isinstance(url, StoreURL) else parse_url(url)
         if not parsed.scheme.startswith("sqlite"):
@@ -86,10 +82,6 @@ class SQLiteAdapter(StateAdapter):
         # The feed is written by triggers in the file, so this is a switch of the whole store (see connect).
         self.changes_off = not changes
         self.changes_retention = float(changes_retention)
-        # (scope, key, after) -> the revision up to which a read after ``after`` found nothing more: the next
-        # read of that watch starts there. Safe because SQLite commits one writer at a time, so no revision at
-        # or below what a read saw can commit later.
-        self._scanned: OrderedDict[tuple[str | None, str | None, int], int] = OrderedDict()
         self._db = Database(parsed, self.path, migrate=migrate, busy_timeout=self.busy_timeout)
         self._triggers: SQLiteTriggerStore | None = None
 
@@ -256,23 +248,20 @@ class SQLiteAdapter(StateAdapter):
     ) -> list[Change]:
         """Changes after ``after``, oldest first; when none, wait up to ``wait`` s for a commit and read again."""
         deadline = time.monotonic() + wait
+        start = after
         while True:
             # Taken before the read: a commit landing between the read and the wait returns the wait at once.
             generation = self._db.generation
-            start = max(after, self._scanned.pop((scope, key, after), after))
             version, found, scanned_to = await self._call(READ, op_changes_after, scope, key, after, start, limit)
-            if scanned_to is not None:
-                self._remember((scope, key, found[-1].revision if found else after), scanned_to)
             left = deadline - time.monotonic()
             if found or left <= 0:
                 return list(found)
+            # Nothing up to scanned_to: the next read of this wait starts there (SQLite commits one writer at a
+            # time, so no revision at or below what a read saw can commit later). Across calls the stream
+            # moves its own cursor the same way.
+            if scanned_to is not None:
+                start = max(start, scanned_to)
             await self._db.wait_for_change(generation, version, left)
-
-    def _remember(self, shape: tuple[str | None, str | None, int], scanned_to: int) -> None:
-        self._scanned[shape] = scanned_to
-        self._scanned.move_to_end(shape)
-        while len(self._scanned) > _SCANNED_MAX:
-            self._scanned.popitem(last=False)
 
     # --- durable triggers ----------------------------------------------------------------------------------
 

@@ -102,8 +102,8 @@ def changes_query(scope: str | None, key: str | None, after: int, limit: int) ->
         args += [scope, key]
     elif scope is not None:
         # "+scope": walk the primary key from ``after`` rather than the index, which would visit the scope's
-        # whole history (every key) and sort it at each read. The adapter remembers how far a read found
-        # nothing, so a quiet scope in a busy store does not re-walk the same rows either.
+        # whole history (every key) and sort it at each read. A read that found nothing moves ``after`` on
+        # (the adapter's wait, the stream's cursor), so a quiet scope in a busy store does not re-walk rows.
         sql += " AND +scope = ?"
         args.append(scope)
     args.append(limit)
