@@ -32,17 +32,23 @@ class RawPostgres:
     kind = "raw"
     name = "asyncpg"
 
-    def __init__(self, url: str, pool_size: int, *, same_pool_settings: bool = True) -> None:
+    def __init__(self, url: str, pool_size: int, *, same_pool_settings: bool = True, pooler: bool = False) -> None:
         self.url = url
         self.pool_size = pool_size
         self.same_pool_settings = same_pool_settings
+        self.pooler = pooler
         if not same_pool_settings:
             self.name = "asyncpg (default pool)"
+        if pooler:
+            self.name = "asyncpg (statement_cache_size=0)"
         self.pool: Any = None
 
     async def open(self) -> None:
         options: dict[str, Any] = {}
-        if self.same_pool_settings:
+        if self.pooler:
+            # Behind PgBouncer in transaction mode: no prepared statement kept, no session setting.
+            options["statement_cache_size"] = 0
+        elif self.same_pool_settings:
             # The adapter's pool settings (a no-op reset on release instead of asyncpg's RESET ALL round
             # trip, its server settings): the ratio then measures the layer, not a pool configuration.
             reset = getattr(pg, "_keep_session", None)

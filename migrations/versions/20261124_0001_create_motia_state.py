@@ -26,6 +26,7 @@ _NAME = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
 
 def upgrade() -> None:
     """Create the table exactly as motia_state.schema defines it."""
+    schema = op.get_context().version_table_schema  # None: the search_path's schema
     op.create_table(
         "motia_state",
         sa.Column("scope", _NAME, nullable=False),
@@ -39,6 +40,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("scope", "key"),
+        schema=schema,
     )
     op.create_index(
         "ix_motia_state_expires_at",
@@ -47,10 +49,12 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("expires_at IS NOT NULL"),
         sqlite_where=sa.text("expires_at IS NOT NULL"),
+        schema=schema,
     )
 
 
 def downgrade() -> None:
     """Drop the table (and with it every stored entry)."""
-    op.drop_index("ix_motia_state_expires_at", table_name="motia_state")
-    op.drop_table("motia_state")
+    schema = op.get_context().version_table_schema  # None: the search_path's schema
+    op.drop_index("ix_motia_state_expires_at", table_name="motia_state", schema=schema)
+    op.drop_table("motia_state", schema=schema)

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 # The trigger text is imported, not copied: the adapters re-create the same triggers when a store is switched
 # from changes: off back to on. Editing it in motia_state.sql.feed needs a new revision re-creating them.
-from motia_state.sql.feed import POSTGRES_CREATE, POSTGRES_DROP, SQLITE_CREATE, SQLITE_DROP
+from motia_state.sql.feed import SQLITE_CREATE, SQLITE_DROP, postgres_create, postgres_drop
 
 # revision identifiers, used by Alembic.
 revision: str = "0002"
@@ -29,6 +29,7 @@ _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql").with_variant(sa
 
 def upgrade() -> None:
     """Create the changes table, its history index, and the triggers on motia_state."""
+    schema = op.get_context().version_table_schema  # None: the search_path's schema
     op.create_table(
         "motia_state_changes",
         sa.Column("revision", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
@@ -40,24 +41,32 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("revision"),
         sqlite_autoincrement=True,
+        schema=schema,
     )
     op.create_index(
-        "ix_motia_state_changes_scope_key", "motia_state_changes", ["scope", "key", "revision"], unique=False
+        "ix_motia_state_changes_scope_key",
+        "motia_state_changes",
+        ["scope", "key", "revision"],
+        unique=False,
+        schema=schema,
     )
     postgres = op.get_context().dialect.name == "postgresql"
     if postgres:  # a scope's changes after a revision; SQLite walks the primary key instead (cheaper writes)
-        op.create_index("ix_motia_state_changes_scope", "motia_state_changes", ["scope", "revision"], unique=False)
-    statements = POSTGRES_CREATE if postgres else SQLITE_CREATE
+        op.create_index(
+            "ix_motia_state_changes_scope", "motia_state_changes", ["scope", "revision"], unique=False, schema=schema
+        )
+    statements = postgres_create(schema) if postgres else SQLITE_CREATE
     for statement in statements:
         op.execute(statement)
 
 
 def downgrade() -> None:
     """Drop the triggers and the changes table (the entries in motia_state are kept)."""
+    schema = op.get_context().version_table_schema  # None: the search_path's schema
     postgres = op.get_context().dialect.name == "postgresql"
-    for statement in POSTGRES_DROP if postgres else SQLITE_DROP:
+    for statement in postgres_drop(schema) if postgres else SQLITE_DROP:
         op.execute(statement)
     if postgres:
-        op.drop_index("ix_motia_state_changes_scope", table_name="motia_state_changes")
-    op.drop_index("ix_motia_state_changes_scope_key", table_name="motia_state_changes")
-    op.drop_table("motia_state_changes")
+        op.drop_index("ix_motia_state_changes_scope", table_name="motia_state_changes", schema=schema)
+    op.drop_index("ix_motia_state_changes_scope_key", table_name="motia_state_changes", schema=schema)
+    op.drop_table("motia_state_changes", schema=schema)

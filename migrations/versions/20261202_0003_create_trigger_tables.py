@@ -27,6 +27,7 @@ _TIME = sa.DateTime(timezone=True)
 
 def upgrade() -> None:
     """Create the four trigger tables (empty)."""
+    schema = op.get_context().version_table_schema  # None: the search_path's schema
     op.create_table(
         "motia_state_triggers",
         sa.Column("name", _NAME, nullable=False),
@@ -36,6 +37,7 @@ def upgrade() -> None:
         sa.Column("skipped", _COUNT, server_default=sa.text("0"), nullable=False),
         sa.Column("created_at", _TIME, server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
+        schema=schema,
     )
     op.create_table(
         "motia_state_trigger_partitions",
@@ -46,6 +48,7 @@ def upgrade() -> None:
         sa.Column("owner", sa.Text(), nullable=True),
         sa.Column("lease_until", _TIME, nullable=True),
         sa.PrimaryKeyConstraint("name", "partition"),
+        schema=schema,
     )
     op.create_table(
         "motia_state_trigger_workers",
@@ -53,6 +56,7 @@ def upgrade() -> None:
         sa.Column("owner", sa.Text(), nullable=False),
         sa.Column("alive_until", _TIME, nullable=False),
         sa.PrimaryKeyConstraint("name", "owner"),
+        schema=schema,
     )
     op.create_table(
         "motia_state_trigger_parked",
@@ -69,15 +73,17 @@ def upgrade() -> None:
         sa.Column("parked_at", _TIME, server_default=sa.func.now(), nullable=False),
         sa.Column("retry", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.PrimaryKeyConstraint("name", "revision"),
+        schema=schema,
     )
 
 
 def downgrade() -> None:
     """Drop the trigger tables (every trigger's progress and parked changes with them)."""
+    schema = op.get_context().version_table_schema  # None: the search_path's schema
     for table in (
         "motia_state_trigger_parked",
         "motia_state_trigger_workers",
         "motia_state_trigger_partitions",
         "motia_state_triggers",
     ):
-        op.drop_table(table)
+        op.drop_table(table, schema=schema)

@@ -42,12 +42,13 @@ def migrate_command(ctx: click.Context, revision: str, check: bool, sql: bool) -
 
     from ..sql import migrate as migrations
 
+    schema = settings.options.get("schema")  # Postgres in its own schema (schema: / ?schema=)
     try:
         if sql:
-            click.echo(migrations.offline_sql(settings.store_url, revision), nl=False)
+            click.echo(migrations.offline_sql(settings.store_url, revision, schema=schema), nl=False)
             return
         if check:
-            todo = asyncio.run(migrations.pending(settings.store_url))
+            todo = asyncio.run(migrations.pending(settings.store_url, schema=schema))
             for rev in todo:
                 click.echo(rev)
             if todo:
@@ -58,8 +59,8 @@ def migrate_command(ctx: click.Context, revision: str, check: bool, sql: bool) -
             return
 
         async def upgrade() -> object:
-            await migrations.upgrade(settings.store_url, revision)
-            return await migrations.current(settings.store_url)
+            await migrations.upgrade(settings.store_url, revision, schema=schema)
+            return await migrations.current(settings.store_url, schema=schema)
 
         current = asyncio.run(upgrade())
     except StateError as exc:

@@ -17,6 +17,10 @@ __all__ = [
     "TRIGGER_TABLES",
     "TRIGGER_WORKERS_TABLE",
     "VERSION_TABLE",
+    "check_schema",
+    "qualified",
+    "quote_ident",
+    "quote_literal",
 ]
 
 TABLE_NAME: Final = "motia_state"
@@ -32,3 +36,33 @@ VERSION_TABLE: Final = "motia_state_alembic_version"
 #: The newest migration shipped with this package. A test checks it against the Alembic scripts, so that
 #: connecting to an up-to-date store can compare one string without importing Alembic.
 HEAD_REVISION: Final = "0003"
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier (exactly as written, case kept)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def qualified(table: str, schema: str | None) -> str:
+    """``table`` in ``schema``; unqualified (the connection's search_path) when ``schema`` is None.
+
+    Every statement names its schema itself: behind a transaction pooler a session's ``search_path``
+    cannot be relied on.
+    """
+    return table if schema is None else f"{quote_ident(schema)}.{table}"
+
+
+def check_schema(value: object) -> str:
+    """A Postgres schema name: non-empty text of at most 63 bytes, no U+0000, not ``pg_*`` (reserved)."""
+    if type(value) is not str or not value:
+        raise ValueError("a non-empty schema name")
+    if "\x00" in value or len(value.encode()) > 63:
+        raise ValueError("a schema name of at most 63 bytes without U+0000")
+    if value.lower().startswith("pg_"):
+        raise ValueError("a schema name not starting with pg_ (reserved by Postgres)")
+    return value

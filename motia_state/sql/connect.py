@@ -90,17 +90,27 @@ _DSN_PARAMS: Final = frozenset(
 )
 # Sent as run-time settings at connect, as libpq does.
 _SETTING_PARAMS: Final = frozenset({"application_name"})
+# asyncpg's own connect arguments, as the driver understands them. statement_cache_size=0 also says "behind
+# a transaction pooler" (PgBouncer): no prepared statement is kept, no session setting is sent.
+_DRIVER_PARAMS: Final = frozenset({"statement_cache_size"})
 SSLMODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 class PostgresTarget:
-    """What asyncpg needs to connect: the DSN and the server settings taken from ``?options=``."""
+    """What asyncpg needs to connect: the DSN, the server settings taken from ``?options=``, and the
+    driver's own arguments (``?statement_cache_size=``)."""
 
-    __slots__ = ("dsn", "server_settings")
+    __slots__ = ("driver_options", "dsn", "server_settings")
 
-    def __init__(self, dsn: str, server_settings: dict[str, str]) -> None:
+    def __init__(self, dsn: str, server_settings: dict[str, str], driver_options: dict[str, Any] | None = None) -> None:
         self.dsn = dsn
         self.server_settings = server_settings
+        self.driver_options: dict[str, Any] = driver_options or {}
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the URL says a transaction pooler is in between (``statement_cache_size=0``)."""
+        return self.driver_options.get("statement_cache_size") == 0
 
 
 def _options_settings(url: StoreURL, value: str) -> dict[str, str]:
@@ -136,6 +146,7 @@ def postgres_target(url: StoreURL, sslmode: str | None = None) -> PostgresTarget
     url.host_list()  # an unreadable port is refused here, before any connection attempt
     settings: dict[str, str] = {}
     query: list[tuple[str, str]] = []
+    driver: dict[str, Any] = {}
     for name, value in url.query:
         if name in _DSN_PARAMS:
             if name == "sslmode" and value not in SSLMODES:
@@ -145,14 +156,20 @@ def postgres_target(url: StoreURL, sslmode: str | None = None) -> PostgresTarget
             settings[name] = value
         elif name == "options":
             settings.update(_options_settings(url, value))
+        elif name in _DRIVER_PARAMS:
+            if not value.strip().isdigit():
+                raise StateConfigError(f"{url.masked!r}: {name} must be a whole number >= 0, got {value!r}")
+            driver[name] = int(value)
         else:
-            allowed = sorted({*_DSN_PARAMS, *_SETTING_PARAMS, "options", "connect_timeout", "command_timeout"})
+            allowed = sorted(
+                {*_DSN_PARAMS, *_SETTING_PARAMS, *_DRIVER_PARAMS, "options", "connect_timeout", "command_timeout"}
+            )
             raise StateConfigError(
                 f"{url.masked!r}: the Postgres URL parameter {name!r} is not supported; allowed: {', '.join(allowed)}"
             )
     if sslmode is not None:
         query = [(k, v) for k, v in query if k != "sslmode"] + [("sslmode", sslmode)]
-    return PostgresTarget(url.replace(scheme="postgresql", query=query).text(), settings)
+    return PostgresTarget(url.replace(scheme="postgresql", query=query).text(), settings, driver)
 
 
 def sqlalchemy_url(url: StoreURL) -> str:
@@ -165,14 +182,37 @@ def sqlalchemy_url(url: StoreURL) -> str:
 
 
 def engine_args(url: StoreURL, connect_timeout: float) -> tuple[str, dict[str, Any]]:
-    """``create_async_engine`` arguments opening ``url`` exactly as the adapter does."""
+    """``create_async_engine`` arguments opening ``url`` as the adapter does, safe behind a transaction pooler.
+
+    Migrations are rare, so they always run as behind PgBouncer: no session setting, asyncpg's statement
+    cache off, and SQLAlchemy's prepared statements unnamed (asyncpg then parses each again with its Bind, in
+    one message sequence; a named one would stay behind on whichever server connection the pooler lent, and
+    could collide with the same name another process left there). Every SQLAlchemy statement runs in a
+    transaction, which keeps it on one server connection.
+    """
     if dialect(url) == "sqlite":
         return sqlalchemy_url(url), {"connect_args": {"timeout": connect_timeout}}
     target = postgres_target(url)
 
-    async def creator() -> Any:
+    async def connect() -> Any:
         import asyncpg  # type: ignore[import-untyped]
 
-        return await asyncpg.connect(target.dsn, timeout=connect_timeout, server_settings=target.server_settings)
+        return await asyncpg.connect(
+            target.dsn, timeout=connect_timeout, server_settings=target.server_settings, statement_cache_size=0
+        )
 
-    return "postgresql+asyncpg://", {"async_creator": creator}
+    dbapi: list[Any] = []
+
+    def creator() -> Any:
+        # What create_async_engine(async_creator=) does, plus the dialect's prepared-statement arguments.
+        if not dbapi:
+            from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+            dbapi.append(PGDialect_asyncpg.import_dbapi())  # type: ignore[no-untyped-call]
+        return dbapi[0].connect(
+            async_creator_fn=connect,
+            prepared_statement_cache_size=0,
+            prepared_statement_name_func=str,  # "": the unnamed statement
+        )
+
+    return "postgresql+asyncpg://", {"creator": creator}

@@ -13,14 +13,17 @@ the watches (once per transaction: identical notifications are folded).
 SQLite: AFTER triggers. SQLite has one writer at a time, so AUTOINCREMENT revisions follow commit order.
 
 Migration 0002 creates these; the adapters drop and re-create them when a store is switched to
-``changes: off`` and back, so the text lives here, once. Changing it needs a new migration.
+``changes: off`` and back, so the text lives here, once. Changing it needs a new migration. A store in its
+own schema (``schema:``) gets its own function, lock key and NOTIFY channel, all names qualified; the
+store on the search_path keeps the original text.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
-from . import CHANGES_TABLE, TABLE_NAME
+from . import CHANGES_TABLE, TABLE_NAME, qualified, quote_literal
 
 __all__ = [
     "NOTIFY_CHANNEL",
@@ -32,6 +35,10 @@ __all__ = [
     "SQLITE_CREATE",
     "SQLITE_DROP",
     "SQLITE_TRIGGERS",
+    "notify_channel",
+    "postgres_create",
+    "postgres_drop",
+    "postgres_switch",
 ]
 
 C: Final = CHANGES_TABLE
@@ -41,50 +48,94 @@ T: Final = TABLE_NAME
 NOTIFY_CHANNEL: Final = "motia_state_changes"
 #: The advisory lock key serializing the commits that take revisions ('motia' as ASCII, as a bigint).
 ADVISORY_LOCK: Final = 0x6D6F746961
+# A store in its own schema takes a lock of the two-int keyspace ('moti', the schema's hash): stores in two
+# schemas of one database never wait for each other's commits.
+_SCHEMA_LOCK_CLASS: Final = 0x6D6F7469
 POSTGRES_FUNCTION: Final = "motia_state_record_change"
 POSTGRES_TRIGGER: Final = "motia_state_record_change"
 
-_PG_INSERT: Final = f"INSERT INTO {C} (event, scope, key, old_value, new_value, at) VALUES"
 
-POSTGRES_CREATE: Final = (
-    f"""
-CREATE OR REPLACE FUNCTION {POSTGRES_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
+def notify_channel(schema: str | None) -> str:
+    """The NOTIFY channel of the store in ``schema``: one per schema, so two stores never wake each other.
+
+    At most 63 bytes (Postgres' identifier limit); a schema too long for ``<schema>.motia_state_changes``
+    gets a hash of its name instead.
+    """
+    if schema is None:
+        return NOTIFY_CHANNEL
+    channel = f"{schema}.{NOTIFY_CHANNEL}"
+    if len(channel.encode()) <= 63:
+        return channel
+    return f"{NOTIFY_CHANNEL}_{hashlib.sha1(schema.encode()).hexdigest()[:20]}"
+
+
+def _lock_call(schema: str | None) -> str:
+    if schema is None:
+        return f"pg_advisory_xact_lock({ADVISORY_LOCK})"
+    signed = int.from_bytes(hashlib.sha1(schema.encode()).digest()[:4], "big", signed=True)
+    return f"pg_advisory_xact_lock({_SCHEMA_LOCK_CLASS}, {signed})"
+
+
+def postgres_create(schema: str | None) -> tuple[str, str]:
+    """The function and the constraint trigger recording the changes of the store in ``schema``.
+
+    Every name is qualified (the function runs with the writer's search_path, whatever it is).
+    """
+    changes, table = qualified(C, schema), qualified(T, schema)
+    function = qualified(POSTGRES_FUNCTION, schema)
+    insert = f"INSERT INTO {changes} (event, scope, key, old_value, new_value, at) VALUES"
+    channel = quote_literal(notify_channel(schema))
+    return (
+        f"""
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- At commit (the trigger is deferred): one committing transaction at a time takes revisions.
-    PERFORM pg_advisory_xact_lock({ADVISORY_LOCK});
+    PERFORM {_lock_call(schema)};
     IF TG_OP = 'INSERT' THEN
-        {_PG_INSERT} ('created', NEW.scope, NEW.key, NULL, NEW.value, clock_timestamp());
+        {insert} ('created', NEW.scope, NEW.key, NULL, NEW.value, clock_timestamp());
     ELSIF TG_OP = 'DELETE' THEN
-        {_PG_INSERT} (CASE WHEN OLD.expires_at IS NOT NULL AND OLD.expires_at <= now()
+        {insert} (CASE WHEN OLD.expires_at IS NOT NULL AND OLD.expires_at <= now()
                            THEN 'expired' ELSE 'deleted' END,
                       OLD.scope, OLD.key, OLD.value, NULL, clock_timestamp());
     ELSIF OLD.scope IS DISTINCT FROM NEW.scope OR OLD.key IS DISTINCT FROM NEW.key THEN
         -- A rename made with plain SQL: the old entry goes, a new one comes.
-        {_PG_INSERT} ('deleted', OLD.scope, OLD.key, OLD.value, NULL, clock_timestamp());
-        {_PG_INSERT} ('created', NEW.scope, NEW.key, NULL, NEW.value, clock_timestamp());
+        {insert} ('deleted', OLD.scope, OLD.key, OLD.value, NULL, clock_timestamp());
+        {insert} ('created', NEW.scope, NEW.key, NULL, NEW.value, clock_timestamp());
     ELSIF OLD.expires_at IS NOT NULL AND OLD.expires_at <= now() THEN
         -- Overwriting an expired entry starts a new one.
-        {_PG_INSERT} ('created', NEW.scope, NEW.key, NULL, NEW.value, clock_timestamp());
+        {insert} ('created', NEW.scope, NEW.key, NULL, NEW.value, clock_timestamp());
     ELSE
-        {_PG_INSERT} ('updated', NEW.scope, NEW.key, OLD.value, NEW.value, clock_timestamp());
+        {insert} ('updated', NEW.scope, NEW.key, OLD.value, NEW.value, clock_timestamp());
     END IF;
-    PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+    PERFORM pg_notify({channel}, '');
     RETURN NULL;
 END
 $$""",
-    f"""
+        f"""
 CREATE CONSTRAINT TRIGGER {POSTGRES_TRIGGER}
-AFTER INSERT OR UPDATE OR DELETE ON {T}
+AFTER INSERT OR UPDATE OR DELETE ON {table}
 DEFERRABLE INITIALLY DEFERRED
-FOR EACH ROW EXECUTE FUNCTION {POSTGRES_FUNCTION}()""",
-)
-POSTGRES_DROP: Final = (
-    f"DROP TRIGGER IF EXISTS {POSTGRES_TRIGGER} ON {T}",
-    f"DROP FUNCTION IF EXISTS {POSTGRES_FUNCTION}()",
-)
-#: ``changes: off`` on Postgres: the trigger stays defined but does not fire (``pg_trigger.tgenabled = 'D'``).
-POSTGRES_DISABLE: Final = f"ALTER TABLE {T} DISABLE TRIGGER {POSTGRES_TRIGGER}"
-POSTGRES_ENABLE: Final = f"ALTER TABLE {T} ENABLE TRIGGER {POSTGRES_TRIGGER}"
+FOR EACH ROW EXECUTE FUNCTION {function}()""",
+    )
+
+
+def postgres_drop(schema: str | None) -> tuple[str, str]:
+    """Drop what :func:`postgres_create` made."""
+    return (
+        f"DROP TRIGGER IF EXISTS {POSTGRES_TRIGGER} ON {qualified(T, schema)}",
+        f"DROP FUNCTION IF EXISTS {qualified(POSTGRES_FUNCTION, schema)}()",
+    )
+
+
+def postgres_switch(schema: str | None, enable: bool) -> str:
+    """``changes: on/off`` on Postgres: the trigger stays defined but does not fire (``tgenabled = 'D'``)."""
+    return f"ALTER TABLE {qualified(T, schema)} {'ENABLE' if enable else 'DISABLE'} TRIGGER {POSTGRES_TRIGGER}"
+
+
+POSTGRES_CREATE: Final = postgres_create(None)
+POSTGRES_DROP: Final = postgres_drop(None)
+POSTGRES_DISABLE: Final = postgres_switch(None, False)
+POSTGRES_ENABLE: Final = postgres_switch(None, True)
 
 # SQLite's clock in the adapter's text format's order ('YYYY-MM-DD HH:MM:SS.SSS', UTC): compares with expires_at.
 _NOW: Final = "strftime('%Y-%m-%d %H:%M:%f', 'now')"

@@ -7,6 +7,12 @@ event loop (no nested ``asyncio.run``).
 
 The scripts are found in an installed wheel (``motia_state/_migrations``) or in a source checkout
 (``<repo>/migrations``).
+
+A Postgres store in its own schema (``schema=`` here, ``?schema=`` in the URL, ``schema:`` in config.yml):
+the migrations create the schema when missing, and put every table and the version table in it.
+Everything runs in transactions with unnamed statements (``connect.engine_args``), so it also works
+through PgBouncer in transaction pooling mode; concurrent upgrades are serialised by a transaction-level
+advisory lock (released by the COMMIT, never held by a pooled session).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..errors import SchemaOutOfDateError, StateBackendError, StateConfigError, StateError
 from ..urls import StoreURL, parse_url
-from . import HEAD_REVISION, TABLES, VERSION_TABLE
+from . import HEAD_REVISION, TABLES, VERSION_TABLE, check_schema, qualified, quote_ident
 from .connect import dialect, engine_args, make_sqlite_folder, sqlite_path
 
 if TYPE_CHECKING:
@@ -41,10 +47,12 @@ __all__ = [
     "ensure_schema",
     "head",
     "include_name",
+    "include_name_for",
     "include_object",
     "migrations_dir",
     "offline_sql",
     "pending",
+    "split_schema",
     "upgrade",
     "upgrade_connection",
 ]
@@ -74,7 +82,11 @@ def migrations_dir() -> Path:
 
 
 def _config(
-    *, url: StoreURL | None = None, connection: Connection | None = None, buffer: io.StringIO | None = None
+    *,
+    url: StoreURL | None = None,
+    connection: Connection | None = None,
+    buffer: io.StringIO | None = None,
+    schema: str | None = None,
 ) -> Config:
     from alembic.config import Config
 
@@ -85,6 +97,7 @@ def _config(
         cfg.attributes["connection"] = connection
     if url is not None:
         cfg.attributes["url"] = url
+    cfg.attributes["schema"] = schema
     return cfg
 
 
@@ -115,6 +128,19 @@ def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     return True
 
 
+def include_name_for(schema: str | None) -> Callable[[str | None, str, Any], bool]:
+    """:func:`include_name` for a store in ``schema``: only that schema is reflected (None: the default one)."""
+    if schema is None:
+        return include_name
+
+    def include(name: str | None, type_: str, parent_names: Any) -> bool:
+        if type_ == "schema":
+            return name == schema
+        return include_name(name, type_, parent_names)
+
+    return include
+
+
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Compare only our tables and what hangs off them (columns, indexes, constraints)."""
     if type_ == "table":
@@ -135,6 +161,25 @@ _OURS: Final = frozenset(TABLES)
 
 def _url(url: str | StoreURL) -> StoreURL:
     return url if isinstance(url, StoreURL) else parse_url(url)
+
+
+def split_schema(url: str | StoreURL, schema: str | None = None) -> tuple[StoreURL, str | None]:
+    """The URL without its ``?schema=`` parameter, and the schema (the keyword, else the parameter)."""
+    parsed = _url(url)
+    named = [v for k, v in parsed.query if k == "schema"]
+    if named:
+        parsed = parsed.without(["schema"])
+        if schema is not None and named[-1] != schema:
+            raise StateConfigError(f"schema {schema!r} and the URL's ?schema={named[-1]} disagree; give one")
+        schema = named[-1]
+    if schema is not None:
+        try:
+            check_schema(schema)
+        except ValueError as exc:
+            raise StateConfigError(f"schema must be {exc}, got {schema!r}") from None
+        if dialect(parsed) != "postgres":
+            raise StateConfigError(f"schema {schema!r}: only a Postgres store has schemas, not {parsed.masked!r}")
+    return parsed, schema
 
 
 def _wrap(exc: BaseException, url: StoreURL, doing: str) -> StateBackendError:
@@ -191,51 +236,51 @@ async def _guard(url: StoreURL, doing: str, work: Callable[[], Any]) -> Any:
 # --- reading the version -------------------------------------------------------------------------------
 
 
-def _read_version(connection: Connection) -> str | None:
+def _read_version(connection: Connection, schema: str | None = None) -> str | None:
     """The stored revision, or None when the version table is missing or empty."""
     from sqlalchemy import inspect, text
 
-    if not inspect(connection).has_table(VERSION_TABLE):
+    if not inspect(connection).has_table(VERSION_TABLE, schema=schema):
         return None
-    rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    rows = connection.execute(text(f"SELECT version_num FROM {qualified(VERSION_TABLE, schema)}")).scalars().all()
     if len(rows) > 1:
         raise StateConfigError(f"{VERSION_TABLE} holds several revisions {rows}; expected one")
     return str(rows[0]) if rows else None
 
 
-def _read_version_fast(connection: Connection) -> str | None:
+def _read_version_fast(connection: Connection, schema: str | None = None) -> str | None:
     """One query when the table exists (every connect after the first migration)."""
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
     try:
-        rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+        rows = connection.execute(text(f"SELECT version_num FROM {qualified(VERSION_TABLE, schema)}")).scalars().all()
     except DBAPIError:
         connection.rollback()  # most likely no version table yet; ask properly
-        return _read_version(connection)
+        return _read_version(connection, schema)
     if len(rows) == 1:
         return str(rows[0])
-    return _read_version(connection)
+    return _read_version(connection, schema)
 
 
-async def _version(conn: AsyncConnection) -> str | None:
-    return await conn.run_sync(_read_version_fast)
+async def _version(conn: AsyncConnection, schema: str | None) -> str | None:
+    return await conn.run_sync(_read_version_fast, schema)
 
 
 # --- the public API ------------------------------------------------------------------------------------
 
 
-def upgrade_connection(connection: Connection, revision: str = "head") -> None:
+def upgrade_connection(connection: Connection, revision: str = "head", schema: str | None = None) -> None:
     """Upgrade through an open synchronous SQLAlchemy connection (used by ``sqlite:///:memory:``)."""
     from alembic import command
 
-    command.upgrade(_config(connection=connection), revision)
+    command.upgrade(_config(connection=connection, schema=schema), revision)
 
 
-def _downgrade_connection(connection: Connection, revision: str) -> None:
+def _downgrade_connection(connection: Connection, revision: str, schema: str | None) -> None:
     from alembic import command
 
-    command.downgrade(_config(connection=connection), revision)
+    command.downgrade(_config(connection=connection, schema=schema), revision)
 
 
 async def _run(url: StoreURL, fn: Callable[[Connection], _T], *, connect_timeout: float = 10.0) -> _T:
@@ -243,27 +288,37 @@ async def _run(url: StoreURL, fn: Callable[[Connection], _T], *, connect_timeout
         return await conn.run_sync(fn)
 
 
-async def upgrade(url: str | StoreURL, revision: str = "head", *, connect_timeout: float = 10.0) -> None:
+async def upgrade(
+    url: str | StoreURL, revision: str = "head", *, connect_timeout: float = 10.0, schema: str | None = None
+) -> None:
     """Apply migrations up to ``revision`` (default: head), serialised against other processes."""
-    parsed = _url(url)
-    await _guard(parsed, "upgrade", lambda: _locked_upgrade(parsed, revision, connect_timeout, only_if_behind=False))
-
-
-async def downgrade(url: str | StoreURL, revision: str, *, connect_timeout: float = 10.0) -> None:
-    """Revert migrations down to ``revision`` (``"base"`` drops the table and every entry)."""
-    parsed = _url(url)
+    parsed, schema = split_schema(url, schema)
     await _guard(
         parsed,
-        "downgrade",
-        lambda: _run(parsed, lambda c: _downgrade_connection(c, revision), connect_timeout=connect_timeout),
+        "upgrade",
+        lambda: _locked_upgrade(parsed, revision, connect_timeout, only_if_behind=False, schema=schema),
     )
 
 
-async def current(url: str | StoreURL, *, connect_timeout: float = 10.0) -> str | None:
+async def downgrade(
+    url: str | StoreURL, revision: str, *, connect_timeout: float = 10.0, schema: str | None = None
+) -> None:
+    """Revert migrations down to ``revision`` (``"base"`` drops the tables and every entry; not the schema)."""
+    parsed, schema = split_schema(url, schema)
+    await _guard(
+        parsed,
+        "downgrade",
+        lambda: _run(parsed, lambda c: _downgrade_connection(c, revision, schema), connect_timeout=connect_timeout),
+    )
+
+
+async def current(url: str | StoreURL, *, connect_timeout: float = 10.0, schema: str | None = None) -> str | None:
     """The revision the database is at (None for an empty database)."""
-    parsed = _url(url)
+    parsed, schema = split_schema(url, schema)
     result: str | None = await _guard(
-        parsed, "reading the schema version", lambda: _run(parsed, _read_version, connect_timeout=connect_timeout)
+        parsed,
+        "reading the schema version",
+        lambda: _run(parsed, lambda c: _read_version(c, schema), connect_timeout=connect_timeout),
     )
     return result
 
@@ -280,12 +335,12 @@ def _pending_from(version: str | None) -> list[str]:
     return [rev.revision for rev in reversed(revisions) if rev.revision != version]
 
 
-async def pending(url: str | StoreURL, *, connect_timeout: float = 10.0) -> list[str]:
+async def pending(url: str | StoreURL, *, connect_timeout: float = 10.0, schema: str | None = None) -> list[str]:
     """Revisions not yet applied, oldest first (empty when at head)."""
-    return _pending_from(await current(url, connect_timeout=connect_timeout))
+    return _pending_from(await current(url, connect_timeout=connect_timeout, schema=schema))
 
 
-def offline_sql(url: str | StoreURL, revision: str = "head") -> str:
+def offline_sql(url: str | StoreURL, revision: str = "head", *, schema: str | None = None) -> str:
     """The SQL an upgrade from an empty database to ``revision`` would run, for a DBA to review.
 
     Nothing connects to the database: only the URL's dialect matters.
@@ -293,15 +348,18 @@ def offline_sql(url: str | StoreURL, revision: str = "head") -> str:
     from alembic import command
     from alembic.util import CommandError
 
+    parsed, schema = split_schema(url, schema)
     buffer = io.StringIO()
     try:
-        command.upgrade(_config(url=_url(url), buffer=buffer), revision, sql=True)
+        command.upgrade(_config(url=parsed, buffer=buffer, schema=schema), revision, sql=True)
     except CommandError as exc:
         raise StateConfigError(f"offline SQL: {exc}") from None
     return buffer.getvalue()
 
 
-async def ensure_schema(url: str | StoreURL, mode: str = "auto", *, connect_timeout: float = 10.0) -> None:
+async def ensure_schema(
+    url: str | StoreURL, mode: str = "auto", *, connect_timeout: float = 10.0, schema: str | None = None
+) -> None:
     """What a SQL adapter runs at connect, per ``migrate:`` mode.
 
     - ``auto``: upgrade to head when behind; many processes may do this at once on one empty database.
@@ -312,8 +370,8 @@ async def ensure_schema(url: str | StoreURL, mode: str = "auto", *, connect_time
         raise StateConfigError(f"migrate: {mode!r} is not one of {', '.join(MIGRATE_MODES)}")
     if mode == "off":
         return
-    parsed = _url(url)
-    await _guard(parsed, "checking the schema", lambda: _ensure(parsed, mode, connect_timeout))
+    parsed, schema = split_schema(url, schema)
+    await _guard(parsed, "checking the schema", lambda: _ensure(parsed, mode, connect_timeout, schema))
 
 
 def at_head(version: str | None) -> bool:
@@ -321,30 +379,33 @@ def at_head(version: str | None) -> bool:
     return version == HEAD_REVISION
 
 
-async def _ensure(url: StoreURL, mode: str, connect_timeout: float) -> None:
+async def _ensure(url: StoreURL, mode: str, connect_timeout: float, schema: str | None) -> None:
     target = head()
     async with _engine(url, connect_timeout) as engine:
         async with engine.connect() as conn:
-            version = await _version(conn)
+            version = await _version(conn, schema)
         if version == target:
             return
         todo = _pending_from(version)  # raises when the database is newer than this motia-state
         if mode == "check":
+            where = url.masked if schema is None else f"{url.masked} (schema {quote_ident(schema)})"
             raise SchemaOutOfDateError(
-                f"the motia_state schema at {url.masked} is at revision {version or 'none (empty database)'}, "
+                f"the motia_state schema at {where} is at revision {version or 'none (empty database)'}, "
                 f"this motia-state needs {target} ({len(todo)} pending). Run `motia-state migrate` with this "
                 "URL (or `alembic upgrade head` from the repo with MOTIA_STATE_URL set), or use migrate: auto",
             )
-    await _locked_upgrade(url, "head", connect_timeout, only_if_behind=True)
+    await _locked_upgrade(url, "head", connect_timeout, only_if_behind=True, schema=schema)
 
 
-async def _locked_upgrade(url: StoreURL, revision: str, connect_timeout: float, *, only_if_behind: bool) -> None:
+async def _locked_upgrade(
+    url: StoreURL, revision: str, connect_timeout: float, *, only_if_behind: bool, schema: str | None = None
+) -> None:
     """Upgrade holding a cross-process lock; re-read the version under the lock (another may have won)."""
 
     def work(connection: Connection) -> None:
-        if only_if_behind and _read_version(connection) == head():
+        if only_if_behind and _read_version(connection, schema) == head():
             return
-        upgrade_connection(connection, revision)
+        upgrade_connection(connection, revision, schema)
 
     if dialect(url) == "postgres":
         from sqlalchemy import text

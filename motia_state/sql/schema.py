@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -35,6 +37,7 @@ __all__ = [
     "VERSION_TABLE",
     "changes_table",
     "metadata",
+    "metadata_for",
     "state_table",
     "trigger_parked_table",
     "trigger_partitions_table",
@@ -141,3 +144,14 @@ trigger_parked_table = Table(
     Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("retry", Boolean(), nullable=False, server_default=false()),
 )
+
+
+@cache
+def metadata_for(schema: str | None) -> MetaData:
+    """The same tables in ``schema`` (None: :data:`metadata` itself, on the search_path)."""
+    if schema is None:
+        return metadata
+    copy = MetaData(schema=schema)
+    for table in metadata.sorted_tables:
+        table.to_metadata(copy, schema=schema)
+    return copy

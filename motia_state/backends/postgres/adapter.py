@@ -9,6 +9,10 @@ what lets the adapter outrun one-statement-per-call drivers at high concurrency.
 The change feed (SPEC §10) is the ``motia_state_changes`` table, written by a database trigger
 (``sql/feed.py``): reads are plain queries on the pool, and a waiting reader is woken by the adapter's one
 LISTEN connection (``listener``). ``changes: off`` disables that trigger, for every process of the store.
+
+Production topologies (SPEC §12): ``schema:`` qualifies every table name in every statement (nothing relies
+on a session's search_path); behind a transaction pooler (``connection``: detected, or
+``?statement_cache_size=0``) LISTEN goes to ``listen_url``, or a poller of the revision stands in for it.
 """
 
 from __future__ import annotations
@@ -24,15 +28,16 @@ from ...adapter import Entry, StateAdapter, StateItem
 from ...changes import DEFAULT_RETENTION, Change, Event
 from ...errors import ChangesCompactedError, StateBackendError, StateConfigError, StateError
 from ...ops import Filter, match
-from ...sql import TABLE_NAME
-from ...sql.feed import POSTGRES_DISABLE, POSTGRES_ENABLE, POSTGRES_TRIGGER
+from ...sql import TABLE_NAME, check_schema, qualified
+from ...sql.connect import postgres_target
+from ...sql.feed import POSTGRES_TRIGGER, notify_channel, postgres_switch
 from ...sql.migrate import at_head
 from ...urls import StoreURL, parse_url
 from ...values import decode, encode
-from . import statements as q
 from .batcher import Batcher, copy_error
-from .connection import DEFAULT_COMMAND_TIMEOUT, DRIVER_ERRORS, ROLLED_BACK, Pool
-from .listener import POLL, Listener
+from .connection import DEFAULT_COMMAND_TIMEOUT, DRIVER_ERRORS, ROLLED_BACK, SESSION_PLAN_MODE, Pool
+from .listener import POLL, Listener, Poller
+from .statements import CLEANUP_BATCH, COMPACT_BATCH, statements
 
 if TYPE_CHECKING:
     from .triggers import PostgresTriggerStore
@@ -65,12 +70,24 @@ class PostgresAdapter(StateAdapter):
         sslmode: str | None = None,
         changes: bool = True,
         changes_retention: float = DEFAULT_RETENTION,
+        schema: str | None = None,
+        listen_url: str | StoreURL | None = None,
     ) -> None:
         parsed = url if isinstance(url, StoreURL) else parse_url(url)
         if sslmode is not None:
             parsed = parsed.replace(query=[*((k, v) for k, v in parsed.query if k != "sslmode"), ("sslmode", sslmode)])
         self._url = parsed
         self._migrate = migrate
+        if schema is not None:
+            try:
+                check_schema(schema)
+            except ValueError as exc:
+                raise StateConfigError(f"schema must be {exc}, got {schema!r}") from None
+        self._schema = schema
+        self._q = statements(schema)
+        self._table = qualified(TABLE_NAME, schema)
+        self._listen_url = None if listen_url is None else listen_target_url(listen_url)
+        self._listen_target = None if self._listen_url is None else postgres_target(self._listen_url)
         self._pg = Pool(
             parsed,
             sslmode=None,
@@ -94,18 +111,45 @@ class PostgresAdapter(StateAdapter):
             self._set_one, self._set_batch, _IN_FLIGHT
         )
 
-    def _new_listener(self) -> Listener:
-        return Listener(self._open_listen_connection, self._pg.connect_timeout)
+    def _new_listener(self) -> Listener | Poller:
+        # LISTEN never goes through a transaction pooler: listen_url, else polling.
+        if self._listen_target is None and self._pg.pooled:
+            return Poller(self._poll_revision)
+        return Listener(self._open_listen_connection, self._pg.connect_timeout, notify_channel(self._schema))
+
+    async def _poll_revision(self) -> int:
+        return int(await self._pg.run("fetchval", self._q.REVISION, (), read=True))
 
     async def _open_listen_connection(self) -> Any:
-        target = self._pg.target
+        target = self._listen_target or self._pg.target
         async with asyncio.timeout(self._pg.connect_timeout + 1.0):
             return await asyncpg.connect(
-                target.dsn, timeout=self._pg.connect_timeout, server_settings=dict(target.server_settings)
+                target.dsn,
+                timeout=self._pg.connect_timeout,
+                server_settings=dict(target.server_settings),
+                statement_cache_size=0,  # LISTEN is all it sends
             )
 
     def __repr__(self) -> str:
-        return f"PostgresAdapter({self._url.masked!r}, pool_size={self._pg.pool_size})"
+        extra = "" if self._schema is None else f", schema={self._schema!r}"
+        return f"PostgresAdapter({self._url.masked!r}, pool_size={self._pg.pool_size}{extra})"
+
+    @property
+    def schema(self) -> str | None:
+        """The schema holding the tables (None: the connection's search_path)."""
+        return self._schema
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the adapter runs as behind a transaction pooler (detected at connect, or from the URL)."""
+        return self._pg.pooled
+
+    @property
+    def watch_mode(self) -> str:
+        """How a waiting watch learns of a commit: ``listen`` (the URL's server), ``listen_url`` or ``poll``."""
+        if isinstance(self._listener, Poller):
+            return "poll"
+        return "listen" if self._listen_target is None else "listen_url"
 
     @property
     def pool_size(self) -> int:
@@ -122,7 +166,7 @@ class PostgresAdapter(StateAdapter):
         if self._trigger_store is None:
             from .triggers import PostgresTriggerStore  # imported when triggers run, not by every CLI call
 
-            self._trigger_store = PostgresTriggerStore(self._pg)
+            self._trigger_store = PostgresTriggerStore(self._pg, self._schema)
         return self._trigger_store
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -139,14 +183,21 @@ class PostgresAdapter(StateAdapter):
             try:
                 # Usual case, schema at head: one query on the new pool, no SQLAlchemy nor Alembic import;
                 # it also says whether the change trigger fires.
-                version, recording = (None, None) if self._migrate == "off" else await self._schema_version()
+                version, recording, plan_mode = (
+                    (None, None, None) if self._migrate == "off" else await self._schema_version()
+                )
                 if self._migrate != "off" and not at_head(version):
                     from ...sql.migrate import ensure_schema
 
-                    await ensure_schema(self._url, self._migrate, connect_timeout=self._pg.connect_timeout)
+                    await ensure_schema(
+                        self._url, self._migrate, connect_timeout=self._pg.connect_timeout, schema=self._schema
+                    )
                     recording = None
                 if recording is None:
-                    recording = await self._fetch_on_pool(q.TRIGGER_ENABLED)
+                    recording, plan_mode = await self._fetch_on_pool(self._q.TRIGGER_ENABLED)
+                if not self._pg.pooled and plan_mode != SESSION_PLAN_MODE:
+                    # The session setting sent at startup never arrived: a pooler dropped it.
+                    await self._pg.reopen_pooled()
                 if recording is not None and recording == self.changes_off:
                     await self._switch_changes()
             except BaseException:
@@ -156,32 +207,35 @@ class PostgresAdapter(StateAdapter):
             await self._listener.close()
             self._listener = self._new_listener()
 
-    async def _fetch_on_pool(self, sql: str) -> Any:
+    async def _fetch_on_pool(self, sql: str) -> tuple[Any, Any]:
         try:
-            return await self._pg.pool.fetchval(sql)
+            row = await self._pg.pool.fetchrow(sql)
         except DRIVER_ERRORS as exc:
             raise self._pg.error(exc) from exc
+        return row[0], row[1]
 
-    async def _schema_version(self) -> tuple[str | None, bool | None]:
+    async def _schema_version(self) -> tuple[str | None, bool | None, str | None]:
+        """The stored revision, whether the change trigger fires, and the session's plan_cache_mode."""
         try:
-            rows = await self._pg.pool.fetch(q.SCHEMA_VERSION)
-        except asyncpg.UndefinedTableError:
-            return None, None
+            rows = await self._pg.pool.fetch(self._q.SCHEMA_VERSION)
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+            return None, None, None
         except DRIVER_ERRORS as exc:
             raise self._pg.error(exc) from exc
-        return (str(rows[0][0]), rows[0][1]) if len(rows) == 1 else (None, None)
+        return (str(rows[0][0]), rows[0][1], rows[0][2]) if len(rows) == 1 else (None, None, None)
 
     async def _switch_changes(self) -> None:
         """Enable or disable the change trigger to match ``changes``: it is the store's switch, not ours."""
         off = self.changes_off
+        switch = postgres_switch(self._schema, not off)
         try:
-            await self._pg.pool.execute(POSTGRES_DISABLE if off else POSTGRES_ENABLE)
+            await self._pg.pool.execute(switch)
         except asyncpg.InsufficientPrivilegeError as exc:
             raise StateConfigError(
                 f"changes: {'off' if off else 'on'} needs to {'disable' if off else 'enable'} the trigger"
-                f" {POSTGRES_TRIGGER} on table {TABLE_NAME}, which only the table's owner may do ({exc}):"
+                f" {POSTGRES_TRIGGER} on table {self._table}, which only the table's owner may do ({exc}):"
                 f" connect once as the owner with this setting, or have the owner run"
-                f" `{POSTGRES_DISABLE if off else POSTGRES_ENABLE}`, or GRANT the owner's role to this user"
+                f" `{switch}`, or GRANT the owner's role to this user"
             ) from None
         except DRIVER_ERRORS as exc:
             raise self._pg.error(exc) from exc
@@ -190,7 +244,7 @@ class PostgresAdapter(StateAdapter):
             " this store, whatever its own setting",
             self._url.masked,
             "off" if off else "on",
-            TABLE_NAME,
+            self._table,
             "disabled (no change is recorded)" if off else "enabled",
         )
 
@@ -220,26 +274,28 @@ class PostgresAdapter(StateAdapter):
         # coroutine layer saved is a measurable share of a ~100 µs round trip.
         gets.in_flight += 1
         try:
-            text = await pool.fetchval(q.GET, scope, key)
+            text = await pool.fetchval(self._q.GET, scope, key)
         except DRIVER_ERRORS as exc:
-            text = await self._pg.again(exc, "fetchval", q.GET, (scope, key), read=True)
+            text = await self._pg.again(exc, "fetchval", self._q.GET, (scope, key), read=True)
         finally:
             gets.release()
         return None if text is None else decode(text)
 
     async def _get_one(self, arg: tuple[str, str]) -> Any:
-        text = await self._pg.run("fetchval", q.GET, arg, read=True)
+        text = await self._pg.run("fetchval", self._q.GET, arg, read=True)
         return None if text is None else decode(text)
 
     async def _get_batch(self, args: list[tuple[str, str]]) -> list[Any]:
         wanted = list(dict.fromkeys(args))
-        rows = await self._pg.run("fetch", q.GET_BATCH, ([s for s, _ in wanted], [k for _, k in wanted]), read=True)
+        rows = await self._pg.run(
+            "fetch", self._q.GET_BATCH, ([s for s, _ in wanted], [k for _, k in wanted]), read=True
+        )
         found = {(r[0], r[1]): r[2] for r in rows}
         # decode per caller: each gets its own object even when two asked for the same key.
         return [None if (text := found.get(a)) is None else decode(text) for a in args]
 
     async def get_entry(self, scope: str, key: str) -> Entry | None:
-        row = await self._pg.run("fetchrow", q.GET_ENTRY, (scope, key), read=True)
+        row = await self._pg.run("fetchrow", self._q.GET_ENTRY, (scope, key), read=True)
         return None if row is None else Entry(decode(row[0]), row[1])
 
     async def set(self, scope: str, key: str, value: Any) -> None:
@@ -258,7 +314,7 @@ class PostgresAdapter(StateAdapter):
 
     async def _set_one(self, arg: tuple[str, str, str, float | None]) -> Any:
         for _ in range(_MAX_RETRIES):
-            row = await self._pg.run("fetchrow", q.SET, arg, read=False)
+            row = await self._pg.run("fetchrow", self._q.SET, arg, read=False)
             if row[1]:
                 old = row[0]
                 return None if old is None else decode(old)
@@ -309,7 +365,7 @@ class PostgresAdapter(StateAdapter):
             try:
                 rows = await self._pg.run(
                     "fetch",
-                    q.SET_BATCH,
+                    self._q.SET_BATCH,
                     ([a[0] for a in batch], [a[1] for a in batch], [a[2] for a in batch], [a[3] for a in batch]),
                     read=False,
                 )
@@ -326,7 +382,7 @@ class PostgresAdapter(StateAdapter):
         await self.delete_entry(scope, key)
 
     async def delete_entry(self, scope: str, key: str) -> Any:
-        row = await self._pg.run("fetchrow", q.DELETE, (scope, key), read=False)
+        row = await self._pg.run("fetchrow", self._q.DELETE, (scope, key), read=False)
         if row is None or not row[1]:
             return None
         return decode(row[0])
@@ -355,9 +411,9 @@ class PostgresAdapter(StateAdapter):
         # Straight to the pool (the hot path of update at low concurrency); _again handles failures.
         pool = self._pg.pool if self._pg.pool is not None else await self._pg.require()
         try:
-            row = await pool.fetchrow(q.READ_VERSIONED, scope, key)
+            row = await pool.fetchrow(self._q.READ_VERSIONED, scope, key)
         except DRIVER_ERRORS as exc:
-            row = await self._pg.again(exc, "fetchrow", q.READ_VERSIONED, (scope, key), read=True)
+            row = await self._pg.again(exc, "fetchrow", self._q.READ_VERSIONED, (scope, key), read=True)
         live = row is not None and row[1]
         old = decode(row[0]) if live else None
         new = apply(old)
@@ -365,11 +421,11 @@ class PostgresAdapter(StateAdapter):
         sql: str
         args: tuple[Any, ...]
         if row is None:
-            sql, args = q.INSERT_NEW, (scope, key, text, ttl_if_new)
+            sql, args = self._q.INSERT_NEW, (scope, key, text, ttl_if_new)
         elif live:
-            sql, args = q.CAS_LIVE, (scope, key, text, row[2])
+            sql, args = self._q.CAS_LIVE, (scope, key, text, row[2])
         else:  # expired: the entry starts again, with the expiry of a new one
-            sql, args = q.CAS_EXPIRED, (scope, key, text, row[2], ttl_if_new)
+            sql, args = self._q.CAS_EXPIRED, (scope, key, text, row[2], ttl_if_new)
         try:
             ok = await pool.fetchval(sql, *args)
         except DRIVER_ERRORS as exc:
@@ -383,18 +439,18 @@ class PostgresAdapter(StateAdapter):
         pool = await self._pg.require()
         try:
             async with pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(q.READ_LOCKED, scope, key)
+                row = await conn.fetchrow(self._q.READ_LOCKED, scope, key)
                 live = row is not None and row[1]
                 old = decode(row[0]) if live else None
                 new = apply(old)  # raising here rolls the transaction back: nothing is written
                 text = encode(new)
                 if row is None:
-                    if await conn.fetchval(q.INSERT_NEW, scope, key, text, ttl_if_new) is None:
+                    if await conn.fetchval(self._q.INSERT_NEW, scope, key, text, ttl_if_new) is None:
                         return None
                 elif live:
-                    await conn.execute(q.WRITE_LOCKED_LIVE, scope, key, text)
+                    await conn.execute(self._q.WRITE_LOCKED_LIVE, scope, key, text)
                 else:
-                    await conn.execute(q.WRITE_LOCKED_EXPIRED, scope, key, text, ttl_if_new)
+                    await conn.execute(self._q.WRITE_LOCKED_EXPIRED, scope, key, text, ttl_if_new)
         except ROLLED_BACK:
             return None
         except DRIVER_ERRORS as exc:
@@ -403,7 +459,7 @@ class PostgresAdapter(StateAdapter):
         return old, new
 
     async def ttl(self, scope: str, key: str) -> float | None:
-        row = await self._pg.run("fetchrow", q.TTL, (scope, key), read=True)
+        row = await self._pg.run("fetchrow", self._q.TTL, (scope, key), read=True)
         if row is None or row[0] is None:
             return None
         return max(float(row[0]), 0.0)
@@ -411,15 +467,15 @@ class PostgresAdapter(StateAdapter):
     # --- scopes ---------------------------------------------------------------------------------------
 
     async def clear(self, scope: str) -> int:
-        return int(await self._pg.run("fetchval", q.CLEAR, (scope,), read=False))
+        return int(await self._pg.run("fetchval", self._q.CLEAR, (scope,), read=False))
 
     async def cleanup(self) -> int:
         removed = 0
         while True:
-            status = await self._pg.run("execute", q.CLEANUP, (), read=False)
+            status = await self._pg.run("execute", self._q.CLEANUP, (), read=False)
             n = int(status.rsplit(" ", 1)[-1])
             removed += n
-            if n < q.CLEANUP_BATCH:
+            if n < CLEANUP_BATCH:
                 break
         await self._compact()
         return removed
@@ -427,16 +483,16 @@ class PostgresAdapter(StateAdapter):
     async def _compact(self) -> None:
         """Delete the changes older than ``changes_retention``, one bounded batch at a time."""
         while True:
-            status = await self._pg.run("execute", q.COMPACT, (self._retention,), read=False)
-            if int(status.rsplit(" ", 1)[-1]) < q.COMPACT_BATCH:
+            status = await self._pg.run("execute", self._q.COMPACT, (self._retention,), read=False)
+            if int(status.rsplit(" ", 1)[-1]) < COMPACT_BATCH:
                 return
 
     # --- the change feed ------------------------------------------------------------------------------
 
     async def revision(self, scope: str | None) -> int:
         if scope is None:
-            return int(await self._pg.run("fetchval", q.REVISION, (), read=True))
-        return int(await self._pg.run("fetchval", q.REVISION_OF_SCOPE, (scope,), read=True))
+            return int(await self._pg.run("fetchval", self._q.REVISION, (), read=True))
+        return int(await self._pg.run("fetchval", self._q.REVISION_OF_SCOPE, (scope,), read=True))
 
     async def changes_after(
         self, scope: str | None, key: str | None, after: int, limit: int, wait: float
@@ -459,11 +515,11 @@ class PostgresAdapter(StateAdapter):
 
     async def _read_changes(self, scope: str | None, key: str | None, after: int, limit: int) -> list[Change]:
         if scope is None:
-            rows = await self._pg.run("fetch", q.CHANGES_AFTER, (after, limit), read=True)
+            rows = await self._pg.run("fetch", self._q.CHANGES_AFTER, (after, limit), read=True)
         elif key is None:
-            rows = await self._pg.run("fetch", q.CHANGES_AFTER_SCOPE, (after, limit, scope), read=True)
+            rows = await self._pg.run("fetch", self._q.CHANGES_AFTER_SCOPE, (after, limit, scope), read=True)
         else:
-            rows = await self._pg.run("fetch", q.CHANGES_AFTER_KEY, (after, limit, scope, key), read=True)
+            rows = await self._pg.run("fetch", self._q.CHANGES_AFTER_KEY, (after, limit, scope, key), read=True)
         oldest = rows[0][0]
         # Revisions up to oldest - 1 may have been compacted away: a reader after less may miss some.
         if oldest is not None and after < oldest - 1:
@@ -483,18 +539,18 @@ class PostgresAdapter(StateAdapter):
         ]
 
     async def keys(self, scope: str) -> list[str]:
-        return [r[0] for r in await self._pg.run("fetch", q.KEYS, (scope,), read=True)]
+        return [r[0] for r in await self._pg.run("fetch", self._q.KEYS, (scope,), read=True)]
 
     async def list_groups(self) -> list[str]:
-        return [r[0] for r in await self._pg.run("fetch", q.GROUPS, (), read=True)]
+        return [r[0] for r in await self._pg.run("fetch", self._q.GROUPS, (), read=True)]
 
     async def values(self, scope: str) -> list[Any]:
-        return [decode(r[0]) for r in await self._pg.run("fetch", q.VALUES, (scope,), read=True)]
+        return [decode(r[0]) for r in await self._pg.run("fetch", self._q.VALUES, (scope,), read=True)]
 
     async def items(
         self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None
     ) -> list[StateItem]:
-        query, args, recheck = q.items_query(scope, after, filters, limit)
+        query, args, recheck = self._q.items_query(scope, after, filters, limit)
         rows = await self._pg.run("fetch", query, tuple(args), read=True)
         out = [StateItem(r[0], r[1], decode(r[2]), r[3]) for r in rows]
         if recheck:
@@ -504,12 +560,31 @@ class PostgresAdapter(StateAdapter):
     # --- batches --------------------------------------------------------------------------------------
 
     async def get_many(self, scope: str, keys: Sequence[str]) -> dict[str, Any]:
-        rows = await self._pg.run("fetch", q.GET_MANY, (scope, list(keys)), read=True)
+        rows = await self._pg.run("fetch", self._q.GET_MANY, (scope, list(keys)), read=True)
         return {r[0]: decode(r[1]) for r in rows}
 
     async def set_many(self, scope: str, mapping: Mapping[str, Any], ttl: float | None) -> None:
         keys = list(mapping)
-        await self._pg.run("execute", q.SET_MANY, (scope, keys, [encode(mapping[k]) for k in keys], ttl), read=False)
+        await self._pg.run(
+            "execute", self._q.SET_MANY, (scope, keys, [encode(mapping[k]) for k in keys], ttl), read=False
+        )
 
     async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
-        return int(await self._pg.run("fetchval", q.DELETE_MANY, (scope, list(keys)), read=False))
+        return int(await self._pg.run("fetchval", self._q.DELETE_MANY, (scope, list(keys)), read=False))
+
+
+def listen_target_url(value: str | StoreURL) -> StoreURL:
+    """``listen_url`` parsed: a Postgres URL (StateConfigError naming the option, the password masked)."""
+    from .. import resolve
+
+    parsed = value if isinstance(value, StoreURL) else parse_url(value, "listen_url")
+    backend, _ = resolve(parsed, "listen_url")
+    if backend.name != "postgres":
+        raise StateConfigError(
+            f"listen_url must be a postgresql:// URL of a direct (session) connection, got {parsed.masked!r}"
+        )
+    try:
+        postgres_target(parsed)  # its query parameters are checked now, not at the first watch
+    except StateConfigError as exc:
+        raise StateConfigError(f"listen_url: {exc}") from None
+    return parsed

@@ -3,11 +3,20 @@
 Every statement runs on a pooled connection through :meth:`Pool.run`, which retries what is safe to run
 again (a read after a lost connection, a write that never reached the server, a statement the server
 rolled back) and turns driver errors into :class:`StateBackendError` saying what to do.
+
+Behind a transaction pooler (PgBouncer ``pool_mode = transaction``) consecutive statements of one asyncpg
+connection may run on different server connections, so nothing may live in the server session: the pool
+then sends no session setting and keeps no prepared statement (``statement_cache_size=0``: asyncpg sends
+each statement's Parse again together with its Bind and Execute, in one message sequence, which the pooler
+never splits). The pool knows it is behind a pooler when the URL says ``statement_cache_size=0``, when the
+server refuses the session setting at startup (PgBouncer: "unsupported startup parameter"), or when the
+setting silently did not arrive (a pooler set to ignore it; the adapter reads it back at connect).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -18,11 +27,15 @@ from ...sql import CHANGES_TABLE, TABLE_NAME
 from ...sql.connect import postgres_target
 from ...urls import StoreURL
 
-__all__ = ["DRIVER_ERRORS", "ROLLED_BACK", "Pool"]
+__all__ = ["DRIVER_ERRORS", "ROLLED_BACK", "SESSION_PLAN_MODE", "Pool", "pooler_refused_startup"]
 
 # Plan each prepared statement once: the batched statements take arrays, for which Postgres would
 # otherwise re-plan every execution (a custom plan per array), costing more than running them.
+# Direct connections only: a transaction pooler would refuse it or drop it.
 _SESSION: Final = {"plan_cache_mode": "force_generic_plan"}
+#: The value of plan_cache_mode on a connection that received _SESSION.
+SESSION_PLAN_MODE: Final = _SESSION["plan_cache_mode"]
+_log = logging.getLogger("motia_state")
 # Seconds one statement may take before it fails with StateBackendError: a frozen server or network must
 # not hang a worker forever. Far above anything this adapter sends (cleanup batches, lock waits included).
 DEFAULT_COMMAND_TIMEOUT: Final = 60.0
@@ -62,6 +75,16 @@ def not_sent(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
 
+def pooler_refused_startup(exc: BaseException) -> str | None:
+    """The startup parameter a pooler refused (PgBouncer: "unsupported startup parameter: X"), or None."""
+    text = str(exc)
+    marker = "unsupported startup parameter"
+    if not isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError) or marker not in text:
+        return None
+    rest = text.split(marker, 1)[1].strip(": \n").split()
+    return rest[0] if rest else "?"
+
+
 def describe(exc: BaseException, connect_timeout: float) -> str:
     """What happened and what to do, for a driver error (never contains the password)."""
     text = str(exc).strip().splitlines()
@@ -73,6 +96,17 @@ def describe(exc: BaseException, connect_timeout: float) -> str:
         )
     if isinstance(exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
         return f"authentication failed ({reason}); check the user and password of the URL"
+    refused = pooler_refused_startup(exc)
+    if refused is not None:
+        return (
+            f"the connection pooler refuses the startup parameter {refused} ({reason}); remove it from the URL"
+            " (?options=, application_name) or list it in the pooler's ignore_startup_parameters"
+        )
+    if isinstance(exc, asyncpg.InvalidSQLStatementNameError | asyncpg.DuplicatePreparedStatementError):
+        return (
+            f"prepared statements are being lost between statements ({reason}): a transaction pooler is in"
+            " between; add ?statement_cache_size=0 to the URL"
+        )
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return f"the database does not exist ({reason}); create it (CREATE DATABASE) or fix the URL"
     if isinstance(exc, asyncpg.UndefinedTableError):
@@ -108,6 +142,8 @@ class Pool:
             raise StateConfigError(f"pool_size must be an int >= 1, got {pool_size!r}")
         self.url = url
         self.target = postgres_target(url, sslmode)
+        #: Behind a transaction pooler: no session setting, no kept prepared statement, no LISTEN.
+        self.pooled = self.target.pooled
         self.pool_size = pool_size
         self.connect_timeout = float(connect_timeout)
         self.command_timeout = None if command_timeout is None else float(command_timeout)
@@ -115,22 +151,48 @@ class Pool:
         self._reopen = reopen
 
     async def open(self) -> None:
-        """Create the pool (one connection at once, up to ``pool_size``)."""
+        """Create the pool (one connection at once, up to ``pool_size``); behind a pooler that refuses the
+        session setting, again without it."""
         try:
-            async with asyncio.timeout(self.connect_timeout + 1.0):
-                self.pool = await asyncpg.create_pool(
-                    self.target.dsn,
-                    min_size=1,
-                    max_size=self.pool_size,
-                    timeout=self.connect_timeout,
-                    command_timeout=self.command_timeout,
-                    reset=_keep_session,
-                    server_settings={**self.target.server_settings, **_SESSION},
-                )
+            try:
+                self.pool = await self._create()
+            except DRIVER_ERRORS as exc:
+                refused = pooler_refused_startup(exc)
+                if self.pooled or refused not in _SESSION:
+                    raise
+                self.pooled = True
+                _log.info("%s: a connection pooler refused %s: running in pooler mode", self.url.masked, refused)
+                self.pool = await self._create()
         except DRIVER_ERRORS as exc:
             raise self.error(exc) from exc
         except ValueError as exc:  # asyncpg rejects a malformed DSN or option value
             raise StateConfigError(f"{self.url.masked!r}: {self.url.redact(str(exc))}") from None
+
+    async def _create(self) -> Any:
+        options = dict(self.target.driver_options)
+        settings = dict(self.target.server_settings)
+        if self.pooled:
+            options["statement_cache_size"] = 0
+        else:
+            settings.update(_SESSION)
+        async with asyncio.timeout(self.connect_timeout + 1.0):
+            return await asyncpg.create_pool(
+                self.target.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout,
+                command_timeout=self.command_timeout,
+                reset=_keep_session,
+                server_settings=settings,
+                **options,
+            )
+
+    async def reopen_pooled(self) -> None:
+        """Switch to pooler mode (the session setting did not arrive): a new pool, the old one closed."""
+        _log.info("%s: the session settings did not reach the server: running in pooler mode", self.url.masked)
+        self.pooled = True
+        await self.close()
+        await self.open()
 
     async def close(self, before: Callable[[], Awaitable[None]] | None = None) -> None:
         """Close gracefully (after ``before``, e.g. draining batches) or cut what is stuck after the timeout."""
