@@ -1,7 +1,9 @@
 """Where each adapter's store lives for the benchmark, and its two subjects (motia-state and raw driver).
 
 Private resources only: Postgres database ``motia_state_bench`` (created through the admin database), Redis
-db 9 (flushed: it is this benchmark's), SQLite files in a temporary directory.
+db 9 (flushed: it is this benchmark's), SQLite files in a temporary directory. ``postgres-pgbouncer`` runs the
+same workloads through PgBouncer in transaction pooling mode (``bash .ci/services/pgbouncer.sh start``), on
+database ``motia_state_bench_pgb``; it is reported as not available when PgBouncer does not answer.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from bench.subjects import MotiaSubject
 
 __all__ = ["ADAPTERS", "Backend", "make_backend", "pg_admin_url", "pg_url", "redis_url"]
 
-ADAPTERS: Final = ("memory", "sqlite", "postgres", "redis")
+ADAPTERS: Final = ("memory", "sqlite", "postgres", "redis", "postgres-pgbouncer", "redis-cluster")
 
 #: Pool size for both the adapter and the raw pool; unset = the adapter's default, read from the adapter.
 POOL_SIZE: Final = int(os.environ.get("MOTIA_STATE_BENCH_POOL_SIZE", "0")) or None
@@ -39,8 +41,46 @@ def pg_url(db: str = "motia_state_bench") -> str:
     return pg_admin_url().rsplit("/", 1)[0] + "/" + db
 
 
+def pgbouncer_url(db: str) -> str:
+    base = os.environ.get("MOTIA_STATE_BENCH_PGBOUNCER_URL", "postgresql://postgres@127.0.0.1:6432/postgres")
+    return base.rsplit("/", 1)[0] + "/" + db
+
+
+def _require_pgbouncer(url: str) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6432), timeout=1.0):
+            return
+    except OSError:
+        raise RuntimeError(
+            f"PgBouncer is not answering on {parts.hostname}:{parts.port}: row skipped;"
+            " start it with: bash .ci/services/pgbouncer.sh start"
+        ) from None
+
+
 def redis_url() -> str:
     return os.environ.get("MOTIA_STATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def redis_cluster_url() -> str:
+    """The benchmark's own Redis Cluster (``MOTIA_STATE_CLUSTER_PORT=7200 bash .ci/services/redis_cluster.sh
+    start``): it is flushed."""
+    default = "redis+cluster://127.0.0.1:7200,127.0.0.1:7201,127.0.0.1:7202/"
+    return os.environ.get("MOTIA_STATE_BENCH_REDIS_CLUSTER_URL", default)
+
+
+def _require_port(url: str, start: str) -> None:
+    import socket
+
+    host, _, port = url.split("://", 1)[1].split("/", 1)[0].split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return
+    except OSError:
+        raise RuntimeError(f"nothing answers on {host}:{port}: row skipped; start it with: {start}") from None
 
 
 async def ensure_pg_database(db: str) -> None:
@@ -115,10 +155,31 @@ async def make_backend(name: str, *, db_suffix: str = "") -> Backend:
         default_pool = os.environ.get("MOTIA_STATE_BENCH_PG_DEFAULT_POOL", "") not in ("", "0")
         raw = RawPostgres(url, _pool_size(motia), same_pool_settings=not default_pool)
         return Backend(name, motia, raw, url)
+    if name == "postgres-pgbouncer":
+        from bench.raw_postgres import RawPostgres
+
+        db = "motia_state_bench_pgb" + db_suffix
+        url = pgbouncer_url(db)
+        _require_pgbouncer(url)
+        await ensure_pg_database(db)  # directly on Postgres: the pooler's wildcard entry then serves it
+        if POOL_SIZE:
+            options["pool_size"] = POOL_SIZE
+        motia = MotiaSubject(name, url, **options)
+        # The raw baseline as PgBouncer (1.18) allows it: no statement cache, no session setting.
+        return Backend(name, motia, RawPostgres(url, _pool_size(motia), pooler=True), url)
     if name == "redis":
         from bench.raw_redis import RawRedis
 
         url = redis_url()
+        if POOL_SIZE:
+            options["pool_size"] = POOL_SIZE
+        motia = MotiaSubject(name, url, **options)
+        return Backend(name, motia, RawRedis(url, _pool_size(motia)), url)
+    if name == "redis-cluster":
+        from bench.raw_redis import RawRedis
+
+        url = redis_cluster_url()
+        _require_port(url, "MOTIA_STATE_CLUSTER_PORT=7200 bash .ci/services/redis_cluster.sh start")
         if POOL_SIZE:
             options["pool_size"] = POOL_SIZE
         motia = MotiaSubject(name, url, **options)

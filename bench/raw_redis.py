@@ -3,7 +3,8 @@
 The same keys (``<prefix>{<scope>}:<key>``, the scope's sorted-set index, the scope registry) and the same
 commands and Lua scripts as ``motia_state.backends.redis.scripts`` (the script texts are imported from it, so the two
 cannot drift), through redis-py's ordinary client and a blocking pool of the adapter's size; no motia-state
-layer (no validation, no error translation, no retry loop, no semaphore).
+layer (no validation, no error translation, no retry loop, no semaphore). On a Redis Cluster
+(``redis+cluster://`` URLs) the same commands through redis-py's ``RedisCluster``, which routes them by slot.
 """
 
 from __future__ import annotations
@@ -45,30 +46,52 @@ class RawRedis:
     def __init__(self, url: str, pool_size: int) -> None:
         self.url = url
         self.pool_size = pool_size
-        self.client: aioredis.Redis | None = None
+        self.cluster = url.startswith("redis+cluster://")
+        if self.cluster:
+            self.name = "redis-py+hiredis RedisCluster"
+        self.client: Any = None
 
     async def open(self) -> None:
-        pool = aioredis.BlockingConnectionPool.from_url(self.url, max_connections=self.pool_size)
-        self.client = aioredis.Redis(connection_pool=pool)
+        if self.cluster:
+            from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+            hosts = self.url.split("://", 1)[1].split("/", 1)[0].split(",")
+            seeds = [ClusterNode(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in hosts]
+            self.client = RedisCluster(startup_nodes=seeds, max_connections=self.pool_size)
+            await self.client.initialize()
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(self.url, max_connections=self.pool_size)
+            self.client = aioredis.Redis(connection_pool=pool)
+        await self._load_scripts()
+
+    async def _load_scripts(self) -> None:
         for script in (_SET, _CAS, _VALUES, _CLEAR, _SET_MANY):
-            await self.client.script_load(script.text)
+            if self.cluster:
+                await self.client.execute_command(
+                    "SCRIPT", "LOAD", script.text, target_nodes=self.client.get_primaries()
+                )
+            else:
+                await self.client.script_load(script.text)
 
     async def close(self) -> None:
         if self.client is not None:
             await self.client.aclose()
-            await self.client.connection_pool.disconnect()
+            if not self.cluster:
+                await self.client.connection_pool.disconnect()
             self.client = None
 
     @property
-    def r(self) -> aioredis.Redis:
+    def r(self) -> Any:
         assert self.client is not None
         return self.client
 
     async def reset(self) -> None:
-        # db 9 is this benchmark's own; nothing else lives there.
-        await self.r.flushdb()
-        for script in (_SET, _CAS, _VALUES, _CLEAR, _SET_MANY):
-            await self.r.script_load(script.text)
+        # db 9 (or the cluster given for the benchmark) is this benchmark's own; nothing else lives there.
+        if self.cluster:
+            await self.r.flushall(target_nodes=self.r.get_primaries())
+        else:
+            await self.r.flushdb()
+        await self._load_scripts()
 
     async def get(self, scope: str, key: str) -> Any:
         text = await self.r.get(_tag(scope) + ":" + key)

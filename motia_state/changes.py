@@ -102,7 +102,7 @@ class StreamOwner(Protocol):
 
     _streams: weakref.WeakSet[ChangeStream]
 
-    def _check_changes(self) -> None: ...
+    def _check_changes(self, *, every_scope: bool = False) -> None: ...
     async def _connected_adapter(self) -> ChangeSource: ...
     def _translate(self, exc: Exception) -> Exception: ...
     def _raise(self, exc: Exception) -> NoReturn: ...
@@ -143,7 +143,7 @@ class ChangeStream:
     async def _open(self) -> None:
         if self._opened:
             return
-        self._manager._check_changes()
+        self._manager._check_changes(every_scope=self.scope is None)
         adapter = await self._manager._connected_adapter()
         self._manager._streams.add(self)
         try:
@@ -213,7 +213,11 @@ class ChangeStream:
                 # After an empty read of one scope, note the store's last revision first: if this read is
                 # empty too, the scope has no change up to there, and the stream moves on to it (else a
                 # quiet scope's watch would stay behind until compaction overtakes it).
-                known = await adapter.revision(None) if self._idle and self.scope is not None else None
+                known = None
+                if self._idle and self.scope is not None:
+                    # (A store whose revisions are per scope -- a Redis Cluster -- has no store-wide one.)
+                    per_scope = getattr(adapter, "revisions_per_scope", False)
+                    known = await adapter.revision(self.scope if per_scope else None)
                 batch = await adapter.changes_after(self.scope, self.key, after, BATCH, WAIT)
                 self._idle = not batch
                 if not batch and known is not None and known > self._cursor:

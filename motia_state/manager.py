@@ -157,12 +157,18 @@ class StateManager:
             await self._connect()
         return self._adapter
 
-    def _check_changes(self) -> None:
+    def _check_changes(self, *, every_scope: bool = False) -> None:
+        """StateConfigError when the store records no changes (or, for ``every_scope``, keeps no order of all
+        scopes' changes: a Redis Cluster)."""
         if getattr(self._adapter, "changes_off", False):
             raise StateConfigError(CHANGES_OFF)
         reason = getattr(self._adapter, "changes_unsupported", None)
         if reason:
             raise StateConfigError(reason)
+        if every_scope:
+            reason = getattr(self._adapter, "all_scopes_unsupported", None)
+            if reason:
+                raise StateConfigError(reason)
 
     def _ttl(self, ttl: float | None, scope: str, key: str | None = None) -> float | None:
         return self._default_ttl if ttl is None else check_ttl(ttl, scope, key)
@@ -418,7 +424,7 @@ class StateManager:
         """
         if scope is not None:
             check_name("scope", scope)
-        self._check_changes()
+        self._check_changes(every_scope=scope is None)
         if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
@@ -441,7 +447,7 @@ class StateManager:
             check_name("key", key)
         if since is not None and (builtins.type(since) is not int or since < 0):
             raise StateValueError(f"since must be a revision (an int >= 0) or None, got {since!r}")
-        self._check_changes()
+        self._check_changes(every_scope=scope is None)
         return ChangeStream(self, scope, key, since)
 
     # --- triggers ------------------------------------------------------------------------------
@@ -500,7 +506,7 @@ class StateManager:
         """Run the registered triggers until cancelled or :meth:`close`; in-flight handlers finish first."""
         from .triggers import run_all
 
-        self._check_changes()
+        self._check_changes(every_scope=any(t.scope is None for t in self._triggers.values()))
         if not self._triggers:
             raise StateConfigError(
                 "no trigger is registered on this store: decorate a handler with @state.on_change(...)"

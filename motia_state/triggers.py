@@ -315,10 +315,13 @@ class TriggerRun:
         self._space.set()
 
     async def _start_revision(self, adapter: Any) -> int:
+        # Revisions of one scope only, on a store whose revisions are per scope (a Redis Cluster, where a
+        # trigger always has a scope).
+        scope = self.trigger.scope if getattr(adapter, "revisions_per_scope", False) else None
         if self.trigger.start == "now":
-            return int(await adapter.revision(None))
+            return int(await adapter.revision(scope))
         try:
-            await adapter.changes_after(None, None, 0, 1, 0.0)
+            await adapter.changes_after(scope, None, 0, 1, 0.0)
         except ChangesCompactedError as exc:
             return exc.oldest - 1
         return 0

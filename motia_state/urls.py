@@ -72,14 +72,20 @@ class StoreURL:
         return self.replace(query=tuple((k, v) for k, v in self.query if k not in drop))
 
     def replace(
-        self, *, scheme: str | None = None, query: Iterable[tuple[str, str]] | None = None, path: str | None = None
+        self,
+        *,
+        scheme: str | None = None,
+        query: Iterable[tuple[str, str]] | None = None,
+        path: str | None = None,
+        hosts: str | None = None,
     ) -> StoreURL:
-        """A copy with another scheme, query or path (the text is rebuilt, credentials re-encoded)."""
+        """A copy with another scheme, query, path or hosts (the text is rebuilt, credentials re-encoded)."""
         new_scheme = self.scheme if scheme is None else scheme
         new_query = self.query if query is None else tuple(query)
         new_path = self.path if path is None else path
-        text = _render(new_scheme, self.username, self.password, self.hosts, new_path, new_query)
-        return StoreURL(text, new_scheme, self.username, self.password, self.hosts, new_path, new_query)
+        new_hosts = self.hosts if hosts is None else hosts
+        text = _render(new_scheme, self.username, self.password, new_hosts, new_path, new_query)
+        return StoreURL(text, new_scheme, self.username, self.password, new_hosts, new_path, new_query)
 
     def text(self) -> str:
         """The URL as a string a driver can parse (credentials percent-encoded). Never print it."""

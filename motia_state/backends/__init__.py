@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
-from ..errors import StateConfigError
+from ..errors import StateConfigError, mask_url
 from ..urls import StoreURL, parse_url
 
 if TYPE_CHECKING:
@@ -80,12 +80,17 @@ class Option:
     name: str
     convert: Callable[[object], object]
     doc: str
+    #: The value may hold a password (a URL): shown masked in messages.
+    secret: bool = False
 
     def __call__(self, value: object, source: str) -> object:
         try:
             return self.convert(value)
         except (ValueError, TypeError) as exc:
-            raise StateConfigError(f"{source}: {self.name} must be {exc}, got {value!r}") from None
+            shown = repr(value)
+            if self.secret:  # never the text itself: it may hold a password
+                shown = repr(mask_url(value)) if isinstance(value, str) and "://" in value else "a value not shown"
+            raise StateConfigError(f"{source}: {self.name} must be {exc}, got {shown}") from None
 
 
 MIGRATE: Final = Option("migrate", migrate_mode, "auto | check | off: what connecting does to an old schema")
@@ -117,6 +122,31 @@ CHANGES_RETENTION: Final = Option(
     "changes_retention", positive_number, "seconds a recorded change is kept at least (default 86400)"
 )
 LAYOUT: Final = Option("layout", redis_layout, "Redis key layout: tagged (default) or motia (Motia's own)")
+
+
+def pg_schema(value: object) -> str:
+    """A Postgres schema name (taken exactly as written)."""
+    from ..sql import check_schema
+
+    return check_schema(value)
+
+
+def pg_listen_url(value: object) -> StoreURL:
+    """A postgresql:// URL (kept parsed: its repr is masked)."""
+    wanted = "a postgresql:// URL of a direct (session) connection to the same database"
+    try:
+        parsed = value if isinstance(value, StoreURL) else parse_url(text(value), "listen_url")
+    except StateConfigError:
+        raise ValueError(wanted) from None
+    if parsed.scheme not in BACKENDS[1].schemes:
+        raise ValueError(wanted)
+    return parsed
+
+
+SCHEMA: Final = Option("schema", pg_schema, "Postgres schema holding the tables (default: the search_path's)")
+LISTEN_URL: Final = Option(
+    "listen_url", pg_listen_url, "direct Postgres URL used only for LISTEN when url goes through a pooler", True
+)
 
 
 # --- building a URL from config.yml's host/port/... fields -----------------------------------------------
@@ -207,14 +237,14 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         "postgres",
         ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg", "postgresql+psycopg2"),
         "motia_state.backends.postgres:PostgresAdapter",
-        (MIGRATE, POOL_SIZE, CONNECT_TIMEOUT, COMMAND_TIMEOUT, SSLMODE, CHANGES, CHANGES_RETENTION),
+        (MIGRATE, POOL_SIZE, CONNECT_TIMEOUT, COMMAND_TIMEOUT, SSLMODE, CHANGES, CHANGES_RETENTION, SCHEMA, LISTEN_URL),
         True,
         _postgres_url,
         "postgresql://user:password@host:5432/database",
     ),
     Backend(
         "redis",
-        ("redis", "rediss"),
+        ("redis", "rediss", "redis+cluster", "rediss+cluster"),
         "motia_state.backends.redis:open_adapter",
         (KEY_PREFIX, LAYOUT, POOL_SIZE, CONNECT_TIMEOUT, CHANGES, CHANGES_RETENTION),
         False,

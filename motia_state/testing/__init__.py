@@ -46,7 +46,9 @@ StoreFactory = Callable[..., Awaitable[StateManager]]
 #: entries by itself has none to count); ``null``: a stored null is told apart from no entry; ``changes``:
 #: the change feed (``watch``, ``revision``, SPEC §10); ``triggers``: durable triggers (``adapter.trigger_store()``,
 #: SPEC §11).
-ALL_CAPABILITIES: Final = frozenset({"ttl", "listing", "counts", "cleanup_counts", "null", "changes", "triggers"})
+ALL_CAPABILITIES: Final = frozenset(
+    {"ttl", "listing", "counts", "cleanup_counts", "null", "changes", "changes_all_scopes", "triggers"}
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:

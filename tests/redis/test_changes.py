@@ -140,14 +140,14 @@ async def test_watch_of_a_scope_reads_only_its_stream(
     state: StateManager, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     read: list[tuple[Any, ...]] = []
-    original = connection.Connection._roundtrip
+    original = connection.Connection._execute
 
-    async def spy(self: connection.Connection, conn: Any, commands: Any, *rest: Any) -> list[Any]:
+    async def spy(self: connection.Connection, client: Any, commands: Any) -> list[Any]:
         read.extend(c for c in commands if c[0] in ("XRANGE", "XREAD", "XREVRANGE"))
-        return await original(self, conn, commands, *rest)
+        return await original(self, client, commands)
 
     await state.set("other", "k", 0)
-    monkeypatch.setattr(connection.Connection, "_roundtrip", spy)
+    monkeypatch.setattr(connection.Connection, "_execute", spy)
     async with state.watch("bookings") as changes:
         await state.set("bookings", "b1", 1)
         await state.set("other", "k", 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -54,15 +55,15 @@ async def test_no_operation_uses_keys(state: StateManager, raw: aioredis.Redis) 
 
 async def test_batches_are_one_round_trip(adapter: RedisAdapter, monkeypatch: pytest.MonkeyPatch) -> None:
     trips: list[int] = []
-    original = redis_connection.Connection._roundtrip
+    original = redis_connection.Connection._execute
 
-    async def counting(self: RedisAdapter, conn: object, commands: list[tuple[object, ...]]) -> list[object]:
+    async def counting(self: redis_connection.Connection, client: Any, commands: list[tuple[object, ...]]) -> list[Any]:
         trips.append(len(commands))
-        return await original(self, conn, commands)  # type: ignore[arg-type]
+        return await original(self, client, commands)
 
     await adapter.connect()
     await adapter.set_entry("warm", "k", 1, None)  # loads the scripts if the server lacks them
-    monkeypatch.setattr(redis_connection.Connection, "_roundtrip", counting)
+    monkeypatch.setattr(redis_connection.Connection, "_execute", counting)
     await adapter.set_many("s", {f"k{i}": i for i in range(1000)}, None)
     assert len(trips) == 1
     assert await adapter.get_many("s", [f"k{i}" for i in range(1000)]) == {f"k{i}": i for i in range(1000)}

@@ -23,14 +23,14 @@ def _spare_port() -> int:
 
 
 def _pool_kwargs(adapter: RedisAdapter) -> dict[str, object]:
-    pool = adapter._conn._pool
+    pool = adapter._conn._client.connection_pool
     assert pool is not None
     return dict(pool.connection_kwargs)
 
 
 def test_rediss_url_uses_tls_connections() -> None:
     adapter = RedisAdapter("rediss://alice:s3cret@cache.example.com:6380/3", pool_size=7, connect_timeout=2.5)
-    pool = adapter._conn._pool
+    pool = adapter._conn._client.connection_pool
     assert pool is not None
     assert pool.connection_class is SSLConnection
     kwargs = _pool_kwargs(adapter)
@@ -45,7 +45,7 @@ def test_rediss_url_uses_tls_connections() -> None:
 
 def test_redis_url_with_password_only_and_db() -> None:
     adapter = RedisAdapter("redis://:p%40ss@127.0.0.1:6390/9")
-    pool = adapter._conn._pool
+    pool = adapter._conn._client.connection_pool
     assert pool is not None and pool.connection_class is Connection
     kwargs = _pool_kwargs(adapter)
     assert (kwargs["password"], kwargs["db"], kwargs.get("username")) == ("p@ss", 9, None)
@@ -126,7 +126,7 @@ async def test_close_is_idempotent_and_a_later_call_reconnects(state: StateManag
 
 def test_connections_parse_with_hiredis() -> None:
     adapter = RedisAdapter("redis://127.0.0.1:6379/12")
-    pool = adapter._conn._pool
+    pool = adapter._conn._client.connection_pool
     assert pool is not None
     conn = pool.make_connection()  # type: ignore[no-untyped-call]
     assert type(conn._parser).__name__ == "_AsyncHiredisParser"

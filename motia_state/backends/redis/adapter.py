@@ -13,8 +13,15 @@ strings by itself, so an ``expired`` change is recorded where the index shows on
 expired member, or ``delete``/``delete_many``/``clear`` meeting a member whose string is gone (its old value
 then is None; Redis no longer has it). A write over an expired entry records only ``created``. A watch reads
 with XRANGE and waits with ``XREAD BLOCK`` on the server, on a pool of its own; ``cleanup()`` compacts.
-The counter, the global stream and the registries are in other slots than the scopes: one server only
-(not Redis Cluster) as it stands.
+The counter, the global stream and the stream registry are in other slots than the scopes.
+
+On a Redis Cluster (``redis+cluster://``) no script may touch two slots, so the feed is kept per scope: the
+scope's stream alone, written by the same script as the entries, with the stream entry's own ID as the revision
+(``ms * 1,000,000 + sequence``, increasing per scope; see ``scripts.recorder``). There is no order of all
+scopes' changes, so ``watch()`` of every scope, ``revision()`` without a scope and triggers without ``scope=``
+raise :class:`StateConfigError` there. The registries (scopes, streams, triggers) are written by commands of
+their own next to the scripts, never inside one; compaction moves a store-wide time floor, then trims each
+stream to it.
 
 Durable triggers (SPEC §11) keep their progress through ``trigger_store()`` (:mod:`.triggers`), each trigger's
 keys in one slot of their own.
@@ -50,6 +57,12 @@ _CHUNK: Final = 1000
 _SCOPE_BATCH: Final = 500
 # Optimistic update: attempts before giving up (only reached under pathological contention).
 _MAX_CAS_ATTEMPTS: Final = 10_000
+#: Why a Cluster store refuses what needs every scope's changes in one order.
+CLUSTER_ALL_SCOPES: Final = (
+    "on a Redis Cluster the change feed is kept per scope (each scope's changes live in its own slot, and no"
+    " script may write two slots), so there is no single order of every scope's changes: watch one scope"
+    " (state.watch(scope)), ask state.revision(scope), and give triggers a scope= "
+)
 
 
 def _text(member: bytes) -> str:
@@ -59,6 +72,18 @@ def _text(member: bytes) -> str:
 def _revision(entry_id: bytes) -> int:
     """The revision of a change stream entry ID ``<revision>-0``."""
     return int(entry_id.partition(b"-")[0])
+
+
+def _cluster_revision(entry_id: bytes) -> int:
+    """The revision of a Cluster change stream entry ID ``<ms>-<seq>`` (see ``scripts.recorder``)."""
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms) * scripts.RECORDING_CLUSTER + int(seq)
+
+
+def _cluster_id(revision: int) -> str:
+    """The stream entry ID of a Cluster revision."""
+    ms, seq = divmod(revision, scripts.RECORDING_CLUSTER)
+    return f"{ms}-{seq}"
 
 
 class RedisBase(StateAdapter):
@@ -84,7 +109,11 @@ class RedisBase(StateAdapter):
         self._conn = Connection(self._url, pool_size=pool_size, connect_timeout=connect_timeout)
         # Watches block in XREAD for seconds: on a pool of their own, so they never take the connections
         # (and pool slots) that reads and writes need. Its connections open on the first blocking read.
-        self._blocking = Connection(self._url, pool_size=pool_size, connect_timeout=connect_timeout)
+        self._blocking = Connection(self._url, pool_size=pool_size, connect_timeout=connect_timeout, blocking=True)
+        #: A Redis Cluster: the change feed is per scope (see the module docstring).
+        self.cluster = self._conn.cluster
+        self.revisions_per_scope = self.cluster
+        self.all_scopes_unsupported = CLUSTER_ALL_SCOPES if self.cluster else None
         self.changes_off = not changes
         self._retention_ms = max(1, round(changes_retention * 1000))
 
@@ -198,10 +227,21 @@ class RedisAdapter(RedisBase):
     ) -> Command:
         """EVALSHA of a writing script: its own keys and args, then the change feed's (scripts.recorder),
         then ``rest``. With ``changes: off`` it gets no extra keys and a blank flag: it records nothing."""
+        if self.cluster:
+            script = scripts.CLUSTER_OF[script]
         if self.changes_off:
             return ("EVALSHA", script.sha, len(keys), *keys, *args, "", "", "", *rest)
-        extra_keys, extra_args = self._keys.recording(scope)
-        return ("EVALSHA", script.sha, len(keys) + 4, *keys, *extra_keys, *args, *extra_args, *rest)
+        all_keys, extra_args = self._keys.recording(scope)
+        # On a Cluster only the scope stream, in the scope's slot.
+        extra_keys: tuple[str, ...] = all_keys[1:2] if self.cluster else all_keys
+        return ("EVALSHA", script.sha, len(keys) + len(extra_keys), *keys, *extra_keys, *args, *extra_args, *rest)
+
+    def _registered(self, scope: str, *commands: Command) -> list[Command]:
+        """``commands`` and, on a Cluster while recording, the scope stream's registry entry (outside the script:
+        another slot). Score 0 until the next compaction sets it to the stream's first change (``_compact``)."""
+        if self.cluster and not self.changes_off:
+            return [*commands, ("ZADD", self._keys.changes_scopes, "NX", 0, self._keys.tag(scope))]
+        return list(commands)
 
     async def get(self, scope: str, key: str) -> Any:
         text = await self._conn.one(("GET", self._keys.entry(scope, key)), idempotent=True)
@@ -222,12 +262,13 @@ class RedisAdapter(RedisBase):
         tag = self._keys.index(scope)
         old = (
             await self._conn.run(
-                [
+                self._registered(
+                    scope,
                     self._script(
                         scripts.SET, (self._keys.entry(scope, key), tag), (encode(value), key, ttl_ms(ttl)), scope
                     ),
                     ("SADD", self._keys.registry, scope),
-                ],
+                ),
                 idempotent=False,
             )
         )[0]
@@ -238,9 +279,14 @@ class RedisAdapter(RedisBase):
 
     async def delete_entry(self, scope: str, key: str) -> Any:
         tag = self._keys.index(scope)
-        old = await self._conn.one(
-            self._script(scripts.DELETE, (self._keys.entry(scope, key), tag), (key,), scope), idempotent=False
-        )
+        old = (
+            await self._conn.run(
+                self._registered(
+                    scope, self._script(scripts.DELETE, (self._keys.entry(scope, key), tag), (key,), scope)
+                ),
+                idempotent=False,
+            )
+        )[0]
         return None if old is None else decode(old)
 
     async def update_entry(
@@ -252,12 +298,15 @@ class RedisAdapter(RedisBase):
 
         async def write(text: bytes | None, new_text: str) -> Any:
             if text is None:
-                commands: list[Command] = [
+                commands = self._registered(
+                    scope,
                     self._script(scripts.CAS, (ekey, tag), ("0", "", new_text, key, new_ttl), scope),
                     ("SADD", self._keys.registry, scope),
-                ]
+                )
             else:
-                commands = [self._script(scripts.CAS, (ekey, tag), ("1", text, new_text, key, new_ttl), scope)]
+                commands = self._registered(
+                    scope, self._script(scripts.CAS, (ekey, tag), ("1", text, new_text, key, new_ttl), scope)
+                )
             return (await self._conn.run(commands, idempotent=False))[0]
 
         return await self._compare_and_set(scope, key, apply, write)
@@ -267,9 +316,12 @@ class RedisAdapter(RedisBase):
     async def clear(self, scope: str) -> int:
         tag = self._keys.index(scope)
         return int(
-            await self._conn.one(
-                self._script(scripts.CLEAR, (tag,), (self._keys.entries(scope),), scope), idempotent=False
-            )
+            (
+                await self._conn.run(
+                    self._registered(scope, self._script(scripts.CLEAR, (tag,), (self._keys.entries(scope),), scope)),
+                    idempotent=False,
+                )
+            )[0]
         )
 
     async def keys(self, scope: str) -> list[str]:
@@ -397,15 +449,15 @@ class RedisAdapter(RedisBase):
             pending = [_text(m) for m in members]
             empty: list[str] = []
             while pending:
-                replies = await self._conn.run(
-                    [
-                        self._script(scripts.CLEANUP, (self._keys.index(s),), (self._keys.entries(s), _CHUNK), s)
-                        for s in pending
-                    ],
-                    idempotent=False,
-                )
+                commands = [
+                    self._script(scripts.CLEANUP, (self._keys.index(s),), (self._keys.entries(s), _CHUNK), s)
+                    for s in pending
+                ]
+                for s in pending:
+                    commands[len(commands) :] = self._registered(s)
+                replies = await self._conn.run(commands, idempotent=False)
                 again: list[str] = []
-                for s, (pruned, left) in zip(pending, replies, strict=True):
+                for s, (pruned, left) in zip(pending, replies[: len(pending)], strict=True):
                     removed += int(pruned)
                     if int(pruned) >= _CHUNK:
                         again.append(s)  # maybe more expired members in this scope
@@ -417,7 +469,7 @@ class RedisAdapter(RedisBase):
             if int(cursor) == 0:
                 break
         if not self.changes_off:
-            await self._compact()
+            await (self._compact_cluster() if self.cluster else self._compact())
         return removed
 
     async def _compact(self) -> None:
@@ -459,24 +511,118 @@ class RedisAdapter(RedisBase):
                 idempotent=True,
             )
 
+    async def _compact_cluster(self) -> None:
+        """The Cluster's compaction: raise the store-wide floor (a cutoff time, in its own slot) first, then trim
+        every registered scope stream to it, one script per stream (its slot)."""
+        cutoff = int(
+            await self._conn.one(
+                ("EVALSHA", scripts.CLUSTER_FLOOR.sha, 1, self._keys.changes_floor, self._retention_ms),
+                idempotent=True,
+            )
+        )
+        while True:
+            tags = [
+                _text(t)
+                for t in await self._conn.one(
+                    ("ZRANGEBYSCORE", self._keys.changes_scopes, "-inf", f"({cutoff}", "LIMIT", 0, _SCOPE_BATCH),
+                    idempotent=True,
+                )
+            ]
+            if not tags:
+                return
+            replies = await self._conn.run(
+                [
+                    (
+                        "EVALSHA",
+                        scripts.CLUSTER_TRIM_SCOPE.sha,
+                        1,
+                        self._keys.stream_of_tag(t),
+                        cutoff,
+                        _CHUNK,
+                        self._retention_ms,
+                    )
+                    for t in tags
+                ],
+                idempotent=True,
+            )
+            gone: list[str] = []
+            kept: list[Command] = []
+            for tag, (_, first) in zip(tags, replies, strict=True):
+                if not first:
+                    gone.append(tag)
+                else:  # the score becomes the first kept change's time: the next compaction skips it till then
+                    kept.append(("ZADD", self._keys.changes_scopes, "XX", first.partition(b"-")[0], tag))
+            if kept:
+                await self._conn.run(kept, idempotent=True)
+            if gone:
+                # As _forget: a write that re-created a stream meanwhile has its stream back in the registry.
+                await self._conn.one(("ZREM", self._keys.changes_scopes, *gone), idempotent=True)
+                # XLEN, not EXISTS: an emptied stream stays until it expires (CLUSTER_TRIM_SCOPE).
+                lengths = await self._conn.run([("XLEN", self._keys.stream_of_tag(t)) for t in gone], idempotent=True)
+                refill = [x for t, n in zip(gone, lengths, strict=True) if n for x in (0, t)]
+                if refill:
+                    await self._conn.one(("ZADD", self._keys.changes_scopes, "NX", *refill), idempotent=True)
+
     # --- the change feed -----------------------------------------------------------------------
 
-    async def _compacted(self, after: int, floor: int) -> ChangesCompactedError:
+    def _floor(self, floor: bytes | None) -> int:
+        """The highest revision compaction may have removed (a Cluster's floor is a cutoff time in ms)."""
+        if floor is None:
+            return 0
+        if self.cluster:
+            return max(0, int(floor) * scripts.RECORDING_CLUSTER - 1)
+        return int(floor)
+
+    def _revision_of(self, entry_id: bytes) -> int:
+        return _cluster_revision(entry_id) if self.cluster else _revision(entry_id)
+
+    def _stream_id(self, revision: int) -> str:
+        return _cluster_id(revision) if self.cluster else f"{revision}-0"
+
+    async def _trimmed_after(self, stream: str, after: int) -> bool:
+        """Whether compaction removed a change after ``after`` from ``stream`` (read below the floor only).
+
+        On one server the floor is the highest revision removed: always. On a Cluster it is a time cutoff for
+        every scope, so the stream's own record decides: the highest ID removed from it (Redis >= 7.0). A
+        stream that is gone was emptied more than a retention period ago, or never written: nothing to report.
+        """
+        if not self.cluster:
+            return True
+        try:
+            info = await self._conn.one(("XINFO", "STREAM", stream), idempotent=True)
+        except StateBackendError as exc:
+            if "no such key" in str(exc).lower():
+                return False
+            raise
+        fields = dict(zip(info[0::2], info[1::2], strict=True))
+        removed = fields.get(b"max-deleted-entry-id")
+        if removed is None:  # Redis < 7.0 keeps no such record: the first change kept tells
+            first = fields.get(b"first-entry")
+            return first is not None and self._revision_of(first[0]) > after + 1
+        return self._revision_of(removed) > after
+
+    async def _compacted(self, scope: str | None, after: int, floor: int) -> ChangesCompactedError:
         """The error for a read after ``after`` below ``floor``: ``oldest`` is the first revision kept."""
-        oldest = await self._conn.one(("XRANGE", self._keys.changes, "-", "+", "COUNT", 1), idempotent=True)
-        return ChangesCompactedError(after, _revision(oldest[0][0]) if oldest else floor + 1)
+        stream = self.stream_key(scope) if self.cluster else self._keys.changes
+        oldest = await self._conn.one(("XRANGE", stream, "-", "+", "COUNT", 1), idempotent=True)
+        return ChangesCompactedError(after, self._revision_of(oldest[0][0]) if oldest else floor + 1)
+
+    def _all_scopes(self) -> None:
+        if self.all_scopes_unsupported:
+            raise StateConfigError(self.all_scopes_unsupported)
 
     async def revision(self, scope: str | None) -> int:
         """The counter for every scope; for one, its stream's last revision, at least the floor."""
         if scope is None:
+            self._all_scopes()
             counter = await self._conn.one(("GET", self._keys.revision), idempotent=True)
             return 0 if counter is None else int(counter)
         last, floor = await self._conn.run(
             [("XREVRANGE", self._keys.stream(scope), "+", "-", "COUNT", 1), ("GET", self._keys.changes_floor)],
             idempotent=True,
         )
-        floor_rev = 0 if floor is None else int(floor)
-        return max(_revision(last[0][0]), floor_rev) if last else floor_rev
+        floor_rev = self._floor(floor)
+        return max(self._revision_of(last[0][0]), floor_rev) if last else floor_rev
 
     async def changes_after(
         self, scope: str | None, key: str | None, after: int, limit: int, wait: float
@@ -486,6 +632,8 @@ class RedisAdapter(RedisBase):
         ``key`` is filtered here; the read goes on past changes of other keys until it finds some or the
         stream ends, so a busy scope cannot keep a key watch from reaching the end.
         """
+        if scope is None:
+            self._all_scopes()
         stream = self.stream_key(scope)
         cursor = after
         deadline = time.monotonic() + wait
@@ -493,13 +641,16 @@ class RedisAdapter(RedisBase):
             # The floor is read after the range: if it is still <= after then, nothing after ``after`` was
             # trimmed before the range was read (the floor moves before any trim).
             entries, floor = await self._conn.run(
-                [("XRANGE", stream, f"({cursor}-0", "+", "COUNT", limit), ("GET", self._keys.changes_floor)],
+                [
+                    ("XRANGE", stream, "(" + self._stream_id(cursor), "+", "COUNT", limit),
+                    ("GET", self._keys.changes_floor),
+                ],
                 idempotent=True,
             )
-            if floor is not None and after < int(floor):
-                raise await self._compacted(after, int(floor))
+            if after < self._floor(floor) and await self._trimmed_after(stream, after):
+                raise await self._compacted(scope, after, self._floor(floor))
             if entries:
-                cursor = _revision(entries[-1][0])
+                cursor = self._revision_of(entries[-1][0])
                 found = self._changes(scope, key, entries)
                 if found:
                     return found
@@ -509,14 +660,23 @@ class RedisAdapter(RedisBase):
             if left <= 0:
                 return []
             reply = await self._blocking.block(
-                ("XREAD", "BLOCK", max(1, int(left * 1000)), "COUNT", limit, "STREAMS", stream, f"{cursor}-0"),
+                (
+                    "XREAD",
+                    "BLOCK",
+                    max(1, int(left * 1000)),
+                    "COUNT",
+                    limit,
+                    "STREAMS",
+                    stream,
+                    self._stream_id(cursor),
+                ),
                 wait=left,
             )
             if not reply:
                 return []
             # RESP3 answers a map {stream: entries}, RESP2 a list of [stream, entries] pairs.
             entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
-            cursor = _revision(entries[-1][0])
+            cursor = self._revision_of(entries[-1][0])
             found = self._changes(scope, key, entries)
             if found:
                 return found
@@ -532,7 +692,7 @@ class RedisAdapter(RedisBase):
             old, new = fields.get(b"o"), fields.get(b"n")
             out.append(
                 Change(
-                    _revision(entry_id),
+                    self._revision_of(entry_id),
                     _text(fields[b"e"]),  # type: ignore[arg-type]
                     scope if scope is not None else _text(fields[b"s"]),
                     _text(fields[b"k"]),
@@ -570,10 +730,11 @@ class RedisAdapter(RedisBase):
             args.append(k)
             args.append(encode(v))
         await self._conn.run(
-            [
+            self._registered(
+                scope,
                 self._script(scripts.SET_MANY, (tag,), (self._keys.entries(scope), ttl_ms(ttl)), scope, *args),
                 ("SADD", self._keys.registry, scope),
-            ],
+            ),
             # Re-running writes the same values again, but would record the changes twice.
             idempotent=self.changes_off,
         )
@@ -581,7 +742,12 @@ class RedisAdapter(RedisBase):
     async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
         tag = self._keys.index(scope)
         return int(
-            await self._conn.one(
-                self._script(scripts.DELETE_MANY, (tag,), (self._keys.entries(scope),), scope, *keys), idempotent=False
-            )
+            (
+                await self._conn.run(
+                    self._registered(
+                        scope, self._script(scripts.DELETE_MANY, (tag,), (self._keys.entries(scope),), scope, *keys)
+                    ),
+                    idempotent=False,
+                )
+            )[0]
         )

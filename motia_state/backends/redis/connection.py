@@ -1,43 +1,70 @@
-"""The Redis backend's connection machinery: the pool, one round trip per batch of commands, errors.
+"""The Redis backend's connection machinery: one redis-py client (a server or a Cluster), batches, errors.
 
-Small requests are RESP-packed here and written straight to an idle pooled connection (one task less per
-call on the hot path); larger ones go through redis-py's ``send_packed_command``. Replies are read in
-order, error replies kept in place so the connection stays in step.
+Everything goes through redis-py's public client API: ``execute_command`` for one command, a non-transactional
+pipeline for a batch. For a Cluster (``redis+cluster://`` / ``rediss+cluster://``) that is ``RedisCluster``,
+which routes each command by its slot and follows ``MOVED``/``ASK``; one code path serves both.
+
+Replies are taken raw (no response callbacks: each command's reply is what the server sent, the same on every
+redis-py version and topology), and error replies are kept in place. redis-py's own retries are off: whether a
+request may run twice is this module's decision (``idempotent``), not the driver's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
+import os
+import ssl
 from collections.abc import Sequence
 from typing import Any, Final
 
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    ClusterDownError,
+    ClusterError,
+    MasterDownError,
+    NoPermissionError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-
-try:  # redis-py >= 7
-    from redis.maint_notifications import MaintNotificationsConfig as _MaintConfig
-except ImportError:  # pragma: no cover - older redis-py has no such feature
-    _MaintConfig = None  # type: ignore[assignment,misc]
 
 from ...errors import StateBackendError, StateConfigError
 from ...urls import StoreURL
 from .scripts import SCRIPTS
 
-__all__ = ["DRIVER_ERRORS", "Command", "Connection"]
+__all__ = ["CLUSTER_SCHEMES", "DRIVER_ERRORS", "Command", "Connection"]
 
 Command = tuple[Any, ...]
 
-# Errors after which a connection cannot be trusted and the request may be retried.
-_TRANSIENT: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
-DRIVER_ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError)
+CLUSTER_SCHEMES: Final = frozenset({"redis+cluster", "rediss+cluster"})
+_TLS_SCHEMES: Final = frozenset({"rediss", "rediss+cluster"})
+# Errors after which a connection cannot be trusted and an idempotent request may be sent again. A Cluster's
+# failover window answers CLUSTERDOWN / TRYAGAIN / MASTERDOWN: nothing ran, so the same rule applies.
+_TRANSIENT: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    asyncio.TimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    MasterDownError,
+    ClusterError,
+    RedisClusterException,
+)
+DRIVER_ERRORS: Final = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 # Seconds a blocking read's reply may come after its block ends (a busy server, a slow network).
 _BLOCK_MARGIN: Final = 10.0
-# Requests up to this size are written straight to an idle socket (see _roundtrip).
-_DIRECT_WRITE: Final = 65536
+# Pause before sending an idempotent request again after a transient error (a Cluster electing a new master).
+_RETRY_PAUSE: Final = 0.1
 
 # URL query parameters passed to redis-py (the motia-state options were taken out by the config).
 _URL_PARAMS: Final = frozenset(
@@ -56,88 +83,168 @@ _TLS_PARAMS: Final = frozenset(
     }
 )
 _CERT_REQS: Final = ("none", "optional", "required")
+# ssl_min_version by name (redis-py itself takes only the number of an ssl.TLSVersion).
+_TLS_VERSIONS: Final = {"TLSv1_2": ssl.TLSVersion.TLSv1_2, "TLSv1_3": ssl.TLSVersion.TLSv1_3}
+_TLS_FILES: Final = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+# Every command the adapters send: their replies are taken raw (see the module docstring).
+_COMMANDS: Final = (
+    *("DEL", "EVALSHA", "EXISTS", "GET", "GETDEL", "HGETALL", "HMGET", "MGET", "PEXPIRETIME", "PING", "PTTL"),
+    *(
+        "SADD",
+        "SCAN",
+        "SET",
+        "SMEMBERS",
+        "SREM",
+        "SSCAN",
+        "TIME",
+        "XINFO STREAM",
+        "XLEN",
+        "XRANGE",
+        "XREAD",
+        "XREVRANGE",
+    ),
+    *("ZADD", "ZCOUNT", "ZMSCORE", "ZRANGE", "ZRANGEBYSCORE", "ZREM", "ZSCORE"),
+)
+
+
+def _raw(response: Any, **options: Any) -> Any:
+    return response
 
 
 def _check_params(url: StoreURL) -> None:
     """Refuse, by name, a query parameter redis-py would not take (it would raise a raw TypeError)."""
     for name, value in url.query:
         if name in _TLS_PARAMS:
-            if url.scheme != "rediss":
+            if url.scheme not in _TLS_SCHEMES:
                 raise StateConfigError(
                     f"{url.masked!r}: {name} is a TLS parameter; it needs a rediss:// URL (TLS), not {url.scheme}://"
                 )
             if name == "ssl_cert_reqs" and value not in _CERT_REQS:
                 raise StateConfigError(f"{url.masked!r}: ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}")
+            if name == "ssl_min_version" and value not in _TLS_VERSIONS:
+                raise StateConfigError(
+                    f"{url.masked!r}: ssl_min_version must be one of {', '.join(_TLS_VERSIONS)}, got {value!r}"
+                )
+            if name in _TLS_FILES and not os.path.isfile(value):
+                raise StateConfigError(f"{url.masked!r}: {name}: no such file {value!r}")
+            if name == "ssl_ca_path" and not os.path.isdir(value):
+                raise StateConfigError(f"{url.masked!r}: ssl_ca_path: no such directory {value!r}")
         elif name not in _URL_PARAMS:
             allowed = ", ".join(sorted(_URL_PARAMS | _TLS_PARAMS | {"key_prefix", "pool_size", "connect_timeout"}))
             raise StateConfigError(
                 f"{url.masked!r}: the Redis URL parameter {name!r} is not supported; allowed: {allowed}"
             )
+    if url.scheme in CLUSTER_SCHEMES:
+        db = url.path.strip("/") or dict(url.query).get("db", "0")
+        if db != "0":
+            raise StateConfigError(
+                f"{url.masked!r}: a Redis Cluster has only database 0; drop the /{db} (or ?db=) from the URL"
+            )
 
 
-def _pack(commands: Sequence[Command]) -> bytes:
-    """RESP encoding of ``commands`` (arguments are str, int or bytes), in one buffer."""
-    out: list[bytes] = []
-    for command in commands:
-        out.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            data = arg if type(arg) is bytes else str(arg).encode()
-            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
+def _cluster_seeds(url: StoreURL) -> list[tuple[str, int]]:
+    seeds = [(host or "localhost", port or 6379) for host, port in url.host_list()]
+    if not seeds:
+        raise StateConfigError(f"{url.masked!r}: a redis+cluster:// URL names at least one node (host:port)")
+    return seeds
 
 
 class Connection:
-    """A redis-py connection pool for one URL, and the round trips made on it."""
+    """A redis-py client for one URL (a server's connection pool, or a Cluster's per-node pools), and the
+    round trips made on it."""
 
-    def __init__(self, url: StoreURL, *, pool_size: int, connect_timeout: float) -> None:
+    def __init__(self, url: StoreURL, *, pool_size: int, connect_timeout: float, blocking: bool = False) -> None:
         _check_params(url)
         self._url = url
+        # For blocking reads (``block``): no socket timeout (the URL's too), each call is bounded instead.
+        self._blocking = blocking
+        self.cluster = url.scheme in CLUSTER_SCHEMES
+        self._seeds = _cluster_seeds(url) if self.cluster else []
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         # A bounded socket timeout: a dead server is reported instead of hanging a worker forever.
         self._socket_timeout = max(30.0, connect_timeout)
         self._slots: asyncio.Semaphore | None = None
-        self._pool: ConnectionPool | None = self.new_pool()
+        self._scripts_loaded = False
+        self._client: Redis | RedisCluster | None = self.new_client()
 
     @property
     def pool_size(self) -> int:
-        """The most connections the pool opens."""
+        """The most connections the pool opens (per node, on a Cluster)."""
         return self._pool_size
 
-    def new_pool(self) -> ConnectionPool:
-        options: dict[str, Any] = {}
-        if _MaintConfig is not None:
-            # With maintenance notifications on ("auto"), redis-py skips its check that a pooled connection
-            # is still open, and a connection the server closed (restart, CLIENT KILL, idle timeout) fails
-            # the next command. This adapter wants that check; it talks to plain Redis servers.
-            options["maint_notifications_config"] = _MaintConfig(enabled=False)
+    def _driver_url(self) -> str:
+        """The URL redis-py parses: a Cluster's is its first seed's, in the plain scheme."""
+        if not self.cluster:
+            return self._for_driver(self._url).text()
+        host, port = self._seeds[0]
+        shown = f"[{host}]" if ":" in host else host
+        scheme = "rediss" if self._url.scheme == "rediss+cluster" else "redis"
+        url = self._url.replace(scheme=scheme, path="", hosts=f"{shown}:{port}")
+        return self._for_driver(url).text()
+
+    def _for_driver(self, url: StoreURL) -> StoreURL:
+        """Without what is passed as a keyword instead (``new_client``)."""
+        return url.without({"ssl_min_version", *(("socket_timeout",) if self._blocking else ())})
+
+    def new_client(self) -> Redis | RedisCluster:
+        options: dict[str, Any] = {
+            "socket_connect_timeout": self._connect_timeout,
+            "socket_timeout": None if self._blocking else self._socket_timeout,
+            "socket_keepalive": True,
+            "max_connections": self._pool_size,
+            # Retries are this module's (``run``): redis-py would send a non-idempotent write twice.
+            "retry": Retry(NoBackoff(), 0),
+            "protocol": 2,
+        }
+        min_version = dict(self._url.query).get("ssl_min_version")
+        if min_version is not None:
+            options["ssl_min_version"] = _TLS_VERSIONS[min_version]
         try:
-            return ConnectionPool.from_url(
-                self._url.text(),
-                max_connections=self._pool_size,
-                socket_connect_timeout=self._connect_timeout,
-                socket_timeout=self._socket_timeout,
-                socket_keepalive=True,
-                **options,
-            )
-        except (ValueError, TypeError) as exc:
+            client: Redis | RedisCluster
+            if self.cluster:
+                # Tolerate the seeds' order: a seed that is down is skipped while another answers.
+                seeds = [ClusterNode(h, p) for h, p in self._seeds[1:]]
+                client = RedisCluster.from_url(self._driver_url(), startup_nodes=seeds, **options)
+            else:
+                client = Redis.from_url(self._driver_url(), **options)
+        except (ValueError, TypeError, RedisClusterException) as exc:
             # The parser's message may quote pieces of a password that was not percent-encoded.
             raise StateConfigError(
                 f"invalid Redis URL {self._url.masked!r}: it does not parse ({type(exc).__name__}); check host,"
-                " port and db number, and percent-encode '@', ':' and '/' in the password"
+                " port and db number, the query parameters, and percent-encode '@', ':' and '/' in the password"
             ) from None
+        for command in _COMMANDS:
+            client.set_response_callback(command, _raw)
+        return client
 
     def error(self, exc: BaseException, action: str = "") -> StateBackendError:
         what = f" during {action}" if action else ""
-        if isinstance(exc, RedisTimeoutError | asyncio.TimeoutError):
+        text = str(exc)
+        if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
+            hint = (
+                "the Redis user lacks a permission motia-state needs (grant it with ACL SETUSER, e.g. +@all on the"
+                " key prefix, or the commands listed in the docs)"
+            )
+        elif isinstance(exc, AuthenticationError) or "WRONGPASS" in text or "invalid username-password" in text:
+            hint = "Redis refused the credentials; check the user and password of the URL"
+        elif isinstance(exc, ssl.SSLError) or "[SSL" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+            hint = (
+                "the TLS handshake with Redis failed; check ssl_ca_certs (the CA that signed the server's"
+                " certificate), that the certificate names the URL's host, and any client certificate"
+            )
+        elif isinstance(exc, RedisTimeoutError | asyncio.TimeoutError):
             hint = "Redis did not answer in time; check that the server is up and not overloaded"
-        elif isinstance(exc, RedisConnectionError | OSError):
+        elif isinstance(exc, ClusterDownError | TryAgainError | MasterDownError | ClusterError):
+            hint = "the Redis Cluster cannot serve this request now (a failover or resharding); retry shortly"
+        elif isinstance(exc, RedisConnectionError | OSError | RedisClusterException):
             hint = "cannot reach Redis; check that the server is running and the URL (host, port, password) is right"
-        elif isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE"):
+        elif isinstance(exc, ResponseError) and text.startswith("WRONGTYPE"):
             hint = "a key under the motia-state prefix holds a value of another type; remove it or change key_prefix"
         else:
             hint = "Redis refused the request"
-        detail = str(exc) or type(exc).__name__
+        # The first line, bounded: a driver message may quote a whole command (a script's text).
+        detail = (text.splitlines()[0][:300] if text else "") or type(exc).__name__
         return StateBackendError(self._url.redact(f"{hint}{what} ({detail})"), backend="redis", url=self._url.masked)
 
     async def ping(self) -> None:
@@ -145,80 +252,61 @@ class Connection:
         await self.run([("PING",)], idempotent=True)
 
     async def close(self) -> None:
-        """Close every pooled connection; idempotent. A later operation opens a new pool."""
-        pool, self._pool, self._slots = self._pool, None, None
-        if pool is not None:
-            with contextlib.suppress(*_TRANSIENT):  # the connections are being dropped anyway
-                await pool.disconnect()
+        """Close every pooled connection; idempotent. A later operation opens a new client."""
+        client, self._client, self._slots = self._client, None, None
+        if client is not None:
+            with contextlib.suppress(*DRIVER_ERRORS):  # the connections are being dropped anyway
+                await client.aclose()
 
-    async def _roundtrip(
-        self, conn: AbstractConnection, commands: Sequence[Command], read_timeout: float | None = None
-    ) -> list[Any]:
-        data = _pack(commands)
-        writer = getattr(conn, "_writer", None)
-        if (
-            writer is not None
-            and len(data) <= _DIRECT_WRITE
-            and not writer.transport.is_closing()
-            and writer.transport.get_write_buffer_size() == 0
-        ):
-            # Small request on an idle socket: it goes to the kernel at once, so there is nothing to drain;
-            # the reply read below carries the socket timeout. Saves a task per call on the hot path.
-            writer.write(data)
-        else:
-            await conn.send_packed_command(data, check_health=False)
-        replies: list[Any] = []
-        for _ in commands:
+    async def _execute(self, client: Redis | RedisCluster, commands: Sequence[Command]) -> list[Any]:
+        """One round trip (per node, on a Cluster): the replies in order, error replies in place."""
+        task = asyncio.current_task()
+        cancels = 0 if task is None else task.cancelling()
+        if len(commands) == 1:
             try:
-                if read_timeout is None:
-                    replies.append(await conn.read_response())
-                else:
-                    # Not read_response(timeout=): on that timeout it returns None and keeps the connection,
-                    # reply still pending. Ours cancels the read, which makes redis-py disconnect.
-                    async with asyncio.timeout(read_timeout):
-                        replies.append(await conn.read_response(timeout=math.inf))
-            except ResponseError as exc:  # an error reply; keep reading so the connection stays in step
-                replies.append(exc)
+                replies = [await client.execute_command(*commands[0])]
+            except ResponseError as exc:  # an error reply, not a failed connection
+                replies = [exc]
+        else:
+            pipe = client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            replies = list(await pipe.execute(raise_on_error=False))
+        if task is not None and task.cancelling() > cancels:
+            # redis-py can finish a call that was cancelled as if it had not been (seen with 8.1): the caller
+            # asked to stop, so stop (a stopping worker would otherwise go on waiting).
+            raise asyncio.CancelledError
         return replies
 
     async def run(
         self, commands: Sequence[Command], *, idempotent: bool, read_timeout: float | None = None
     ) -> list[Any]:
-        """Send ``commands`` in one round trip on one pooled connection and return their replies.
+        """Send ``commands`` in one batch and return their replies.
 
-        A connection failing before anything was sent is always retried once (a pooled connection may
-        have died with a restarted server); after sending, only ``idempotent`` requests are retried.
-        A NOSCRIPT reply loads the scripts and re-sends the batch (the batches are built so that is safe).
-        ``read_timeout`` (seconds) replaces the socket timeout for reading the replies: a blocking command
-        (``XREAD BLOCK``) needs longer than the block, whatever ``socket_timeout`` the URL set.
+        A transient failure (lost connection, timeout, a Cluster in failover) is retried once for an
+        ``idempotent`` request, never for another (it may have run). A NOSCRIPT reply loads the scripts and
+        re-sends the batch (the batches are built so that is safe). ``read_timeout`` (seconds) bounds the
+        whole call instead of the socket timeout: a blocking ``XREAD BLOCK`` needs longer than the block.
         """
         attempt = 0
         while True:
-            pool = self._pool
-            if pool is None:
-                pool = self._pool = self.new_pool()
+            client = self._client
+            if client is None:
+                client = self._client = self.new_client()
             slots = self._slots
             if slots is None:
                 slots = self._slots = asyncio.Semaphore(self._pool_size)
-            sent = False
             try:
                 async with slots:
-                    conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
-                    try:
-                        sent = True
-                        if read_timeout is None:
-                            replies = await self._roundtrip(conn, commands)
-                        else:
-                            replies = await self._roundtrip(conn, commands, read_timeout)
-                    except BaseException:
-                        # A half-read reply (error, timeout, cancellation) would desync the connection.
-                        await conn.disconnect(nowait=True)
-                        raise
-                    finally:
-                        await pool.release(conn)
+                    if read_timeout is None:
+                        replies = await self._execute(client, commands)
+                    else:
+                        async with asyncio.timeout(read_timeout):
+                            replies = await self._execute(client, commands)
             except _TRANSIENT as exc:
-                if attempt == 0 and (idempotent or not sent):
+                if attempt == 0 and idempotent:
                     attempt += 1
+                    await asyncio.sleep(_RETRY_PAUSE)
                     continue
                 raise self.error(exc) from exc
             except RedisError as exc:
@@ -228,13 +316,31 @@ class Connection:
                     await self.load_scripts()
                     attempt = 2
                     break
-                if isinstance(reply, ResponseError):
+                if isinstance(reply, _TRANSIENT) and attempt == 0 and idempotent:
+                    attempt = 1
+                    await asyncio.sleep(_RETRY_PAUSE)
+                    break
+                if isinstance(reply, BaseException):
                     raise self.error(reply) from reply
             else:
                 return replies
 
     async def load_scripts(self) -> None:
-        await self.run([("SCRIPT", "LOAD", s.text) for s in SCRIPTS], idempotent=True)
+        """Load every script (on every master of a Cluster: the replies are checked, nothing is left out)."""
+        client = self._client
+        if client is None:
+            client = self._client = self.new_client()
+        try:
+            if isinstance(client, RedisCluster):
+                await client.initialize()
+                # The nodes themselves: redis-py 8.1 ignores the PRIMARIES flag once the client is initialized.
+                primaries = client.get_primaries()
+                for script in SCRIPTS:
+                    await client.execute_command("SCRIPT", "LOAD", script.text, target_nodes=primaries)
+            else:
+                await self._execute(client, [("SCRIPT", "LOAD", s.text) for s in SCRIPTS])
+        except DRIVER_ERRORS as exc:
+            raise self.error(exc, "loading the Lua scripts") from exc
 
     async def one(self, command: Command, *, idempotent: bool) -> Any:
         return (await self.run([command], idempotent=idempotent))[0]
@@ -242,10 +348,8 @@ class Connection:
     async def block(self, command: Command, *, wait: float) -> Any:
         """Run one blocking read (``XREAD BLOCK``) that the server may hold ``wait`` seconds.
 
-        The reply is read with a timeout a margin past the block, so neither a short ``socket_timeout``
-        nor a slow reply cuts it off. A cancelled call disconnects its connection (``run`` does that to any
-        half-read reply), so the pool never hands out a connection with a pending reply.
+        The call is bounded a margin past the block, so neither a short ``socket_timeout`` nor a slow reply
+        cuts it off. A cancelled read disconnects its connection (redis-py does that to any half-read reply),
+        so the pool never hands out a connection with a pending reply.
         """
         return (await self.run([command], idempotent=True, read_timeout=wait + _BLOCK_MARGIN))[0]
-
-    # --- single entries ------------------------------------------------------------------------

@@ -17,7 +17,9 @@ from typing import Any, Final
 
 from ...adapter import Entry, StateItem
 from ...changes import Change
+from ...errors import StateConfigError
 from ...ops import Filter, match
+from ...urls import StoreURL
 from ...values import decode, encode
 from . import scripts
 from .adapter import RedisBase
@@ -47,6 +49,16 @@ class MotiaLayoutAdapter(RedisBase):
     """State in Redis in Motia's own layout (``layout: motia``), readable and writable by a Motia app."""
 
     _keys: MotiaLayout
+
+    def __init__(self, url: str | StoreURL, **options: Any) -> None:
+        super().__init__(url, **options)
+        if self.cluster:
+            # Listing scans the prefix, which on a Cluster is spread over every master, and Motia's own
+            # adapter has no hash tags: its keys of one trace id are not in one slot.
+            raise StateConfigError(
+                f"{self._url.masked!r}: layout: motia is not Cluster-ready (Motia's keys have no hash tag, and"
+                " listing scans the whole prefix); on a Redis Cluster use the default layout (tagged)"
+            )
 
     def _layout(self, prefix: str) -> MotiaLayout:
         return MotiaLayout(prefix)

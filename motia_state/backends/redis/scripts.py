@@ -25,7 +25,7 @@ class Script:
         self.sha = hashlib.sha1(text.encode()).hexdigest()
 
 
-def recorder(keys: int, args: int) -> str:
+def recorder(keys: int, args: int, *, cluster: bool = False) -> str:
     """The Lua prelude that records changes (SPEC §10), in a script with ``keys`` KEYS and ``args`` ARGV of its own.
 
     After them come KEYS counter, scope stream, global stream, stream registry (only when recording: a script
@@ -33,8 +33,46 @@ def recorder(keys: int, args: int) -> str:
     scope's tag. ``record(event, key, old, new)`` takes a revision from the counter and appends the change to
     both streams under it; it runs before the script's writes, so an error in it leaves the entries untouched.
     Values are the JSON texts as stored: nothing is re-encoded, numbers stay exact.
+
+    ``cluster``: the Redis Cluster variant, whose script may touch the scope's slot only. Its only extra KEY is
+    the scope stream (the ARGV are the same; scope and tag go unused); the revision is the stream entry's ID, which
+    Redis makes greater than every earlier one of the stream (``*``: server time in ms, then a sequence): the
+    first change of a script takes it, the next ones count up from it, so revision = ms * 1,000,000 + sequence
+    (see ``RECORDING_CLUSTER``) stays below the next millisecond's first.
     """
     k, a = keys, args
+    if cluster:
+        return f"""
+local rec = ARGV[{a + 1}] == '1'
+local rec_now
+local rec_ms
+local rec_seq
+local function record(ev, key, old, new)
+  if not rec_now then
+    local t = redis.call('TIME')
+    rec_now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+  end
+  local f = {{'e', ev, 'k', key}}
+  if old then f[#f + 1] = 'o'; f[#f + 1] = old end
+  if new then f[#f + 1] = 'n'; f[#f + 1] = new end
+  f[#f + 1] = 't'; f[#f + 1] = rec_now
+  if not rec_ms then
+    local id = redis.call('XADD', KEYS[{k + 1}], '*', unpack(f))
+    -- A stream compaction emptied is left to expire (see CLUSTER_TRIM_SCOPE): written again, it stays.
+    redis.call('PERSIST', KEYS[{k + 1}])
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    rec_ms = tonumber(ms)
+    rec_seq = tonumber(seq)
+  else
+    rec_seq = rec_seq + 1
+    if rec_seq > 999998 then
+      rec_ms = rec_ms + 1
+      rec_seq = 0
+    end
+    redis.call('XADD', KEYS[{k + 1}], string.format('%d-%d', rec_ms, rec_seq), unpack(f))
+  end
+end
+"""
     return f"""
 local rec = ARGV[{a + 1}] == '1'
 local rec_now
@@ -61,12 +99,30 @@ end
 """
 
 
+#: Extra ARGV the recorder takes (its KEYS are as many on a server, one on a Cluster): ``"1"``, scope, tag.
+RECORDING_ARGS: Final = 3
+#: The Cluster recorder's revision from a stream entry ID ``<ms>-<seq>``: ``ms * RECORDING_CLUSTER + seq``.
+RECORDING_CLUSTER: Final = 1_000_000
+
+
+def _writing(keys: int, args: int, body: str) -> tuple[Script, Script]:
+    """A writing script recording its changes, for one server and for a Cluster (``recorder``)."""
+    single, cluster = Script(recorder(keys, args) + body), Script(recorder(keys, args, cluster=True) + body)
+    CLUSTER_OF[single] = cluster
+    return single, cluster
+
+
+#: The Cluster variant of each writing script.
+CLUSTER_OF: Final[dict[Script, Script]] = {}
+
+
 # KEYS[1] entry, KEYS[2] index; ARGV[1] JSON, ARGV[2] key, ARGV[3] ttl ms ('' = none); recording (see
 # ``recorder``). Returns the old text. Recording, what can fail (a key of another type) runs first: the GET,
 # the index; the change is recorded before the entry is written. Not recording: the commands of before.
-SET = Script(
-    recorder(2, 3)
-    + """
+SET, CLUSTER_SET = _writing(
+    2,
+    3,
+    """
 local old
 if rec then old = redis.call('GET', KEYS[1]) end
 local score = 'inf'
@@ -84,14 +140,15 @@ else
   old = redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3], 'GET')
 end
 return old
-"""
+""",
 )
 
 # KEYS[1] entry, KEYS[2] index; ARGV[1] key; recording. Returns the old text. An index member without its
 # entry is one Redis expired: recorded as ``expired`` (cleanup would have, had it come first).
-DELETE = Script(
-    recorder(2, 1)
-    + """
+DELETE, CLUSTER_DELETE = _writing(
+    2,
+    1,
+    """
 if rec then
   local cur = redis.call('GET', KEYS[1])
   if cur then
@@ -103,7 +160,7 @@ end
 local old = redis.call('GETDEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return old
-"""
+""",
 )
 
 
@@ -131,9 +188,10 @@ CAS_CHECK: Final = cas_check()
 # (then ARGV[2] is the text read), ARGV[3] new text, ARGV[4] key, ARGV[5] ttl ms for a new entry ('' = none);
 # recording. Returns {1} when written, or {0, current text (nil if absent)} when the entry changed since it
 # was read, so the caller can retry without another read.
-CAS = Script(
-    recorder(2, 5)
-    + cas_check("if rec then record('updated', ARGV[4], cur, ARGV[3]) end")
+CAS, CLUSTER_CAS = _writing(
+    2,
+    5,
+    cas_check("if rec then record('updated', ARGV[4], cur, ARGV[3]) end")
     + """if ARGV[5] == '' then
   redis.call('ZADD', KEYS[2], 'inf', ARGV[4])
 else
@@ -148,7 +206,7 @@ else
   redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[5])
 end
 return {1}
-"""
+""",
 )
 
 # KEYS[1] index; ARGV[1] entry-key prefix '<prefix>{<scope>}:'. Live keys whose entry exists.
@@ -190,9 +248,10 @@ return {members, texts}
 # KEYS[1] index; ARGV[1] entry-key prefix; recording. Deletes every entry of the scope and the index; returns
 # how many live entries were removed (DEL does not count keys Redis has already expired). Recording: one
 # ``deleted`` per live entry, one ``expired`` per member whose entry Redis already dropped.
-CLEAR = Script(
-    recorder(1, 1)
-    + """
+CLEAR, CLUSTER_CLEAR = _writing(
+    1,
+    1,
+    """
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 if rec then
   for i = 1, #members, 1000 do
@@ -213,15 +272,16 @@ for i = 1, #members, 1000 do
 end
 redis.call('DEL', KEYS[1])
 return n
-"""
+""",
 )
 
 # KEYS[1] index; ARGV[1] entry-key prefix; ARGV[2] ttl ms ('' = none); recording ARGV[3..5]; ARGV[6..] key,
 # text pairs. The index is written first: if it has the wrong type the script fails before any entry is
 # touched (and before anything is recorded; MGET, unlike GET, never fails on a key of another type).
-SET_MANY = Script(
-    recorder(1, 2)
-    + """
+SET_MANY, CLUSTER_SET_MANY = _writing(
+    1,
+    2,
+    """
 local score = 'inf'
 if ARGV[2] ~= '' then
   local t = redis.call('TIME')
@@ -252,15 +312,16 @@ for i = 6, #ARGV, 2 do
   end
 end
 return 1
-"""
+""",
 )
 
 # KEYS[1] index; ARGV[1] entry-key prefix; recording ARGV[2..4]; ARGV[5..] keys. Returns how many live
 # entries were removed. Recording: ``deleted`` per live entry, ``expired`` per member Redis already dropped,
 # once per key even when a key is named twice.
-DELETE_MANY = Script(
-    recorder(1, 1)
-    + """
+DELETE_MANY, CLUSTER_DELETE_MANY = _writing(
+    1,
+    1,
+    """
 local n = 0
 local seen = {}
 for i = 5, #ARGV, 1000 do
@@ -286,15 +347,16 @@ for i = 5, #ARGV, 1000 do
   redis.call('ZREM', KEYS[1], unpack(members))
 end
 return n
-"""
+""",
 )
 
 # KEYS[1] index; ARGV[1] entry-key prefix; ARGV[2] batch size; recording. Prunes up to a batch of expired
 # members (and their strings, if Redis has not dropped them yet), recording an ``expired`` change for each
 # (with the old text when the string was still there). Returns {pruned, members left}.
-CLEANUP = Script(
+CLEANUP, CLUSTER_CLEANUP = _writing(
+    1,
+    2,
     NOW
-    + recorder(1, 2)
     + """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now), 'LIMIT', 0, tonumber(ARGV[2]))
 if #expired > 0 then
@@ -308,7 +370,7 @@ if #expired > 0 then
   redis.call('ZREM', KEYS[1], unpack(expired))
 end
 return {#expired, redis.call('ZCARD', KEYS[1])}
-"""
+""",
 )
 
 # --- the change feed's compaction ---------------------------------------------------------------------
@@ -363,6 +425,44 @@ else
   redis.call('ZADD', KEYS[2], 'XX', string.match(first[1][1], '^(%d+)'), ARGV[2])
 end
 return #old
+"""
+)
+
+# --- the change feed's compaction on a Redis Cluster: per-scope streams, no global stream or counter ---------
+
+# KEYS[1] the floor (here: the cutoff in server epoch ms; every change of an earlier ms may be gone); ARGV[1]
+# retention ms. Raises the cutoff to now - retention (never lowers it: cleanups may overlap) and returns it.
+CLUSTER_FLOOR = Script(
+    NOW
+    + """
+local cutoff = now - tonumber(ARGV[1])
+local floor = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cutoff > floor then
+  redis.call('SET', KEYS[1], string.format('%d', cutoff))
+  floor = cutoff
+end
+return string.format('%d', floor)
+"""
+)
+
+# KEYS[1] a scope's stream; ARGV[1] the cutoff ms, ARGV[2] batch size, ARGV[3] retention ms. Removes up to a
+# batch of the changes from before the cutoff. An emptied stream is not deleted at once: it keeps the highest
+# ID removed (XINFO's max-deleted-entry-id), by which a reader tells a compacted scope from a quiet one, for
+# one more retention period (a write in it makes it persist again). Returns {removed, first kept ID or ''}.
+CLUSTER_TRIM_SCOPE = Script(
+    """
+local old = redis.call('XRANGE', KEYS[1], '-', '(' .. ARGV[1] .. '-0', 'COUNT', tonumber(ARGV[2]))
+if #old > 0 then
+  local ids = {}
+  for i, e in ipairs(old) do ids[i] = e[1] end
+  redis.call('XDEL', KEYS[1], unpack(ids))
+end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+  return {#old, ''}
+end
+return {#old, first[1][1]}
 """
 )
 
@@ -583,6 +683,15 @@ return {
 )
 
 SCRIPTS: Final = (
+    CLUSTER_SET,
+    CLUSTER_DELETE,
+    CLUSTER_CAS,
+    CLUSTER_CLEAR,
+    CLUSTER_SET_MANY,
+    CLUSTER_DELETE_MANY,
+    CLUSTER_CLEANUP,
+    CLUSTER_FLOOR,
+    CLUSTER_TRIM_SCOPE,
     SET,
     DELETE,
     CAS,

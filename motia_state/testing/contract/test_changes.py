@@ -46,6 +46,7 @@ def summary(changes: list[Change]) -> list[tuple[str, str, str, Any, Any]]:
     return [(c.event, c.scope, c.key, c.old_value, c.new_value) for c in changes]
 
 
+@pytest.mark.motia_state_needs("changes_all_scopes")  # watch()/revision() of every scope
 async def test_each_operation_records_its_changes(state: StateManager) -> None:
     async with state.watch() as changes:
         await state.set("s", "a", {"n": 1})
@@ -74,6 +75,7 @@ async def test_each_operation_records_its_changes(state: StateManager) -> None:
         ]
 
 
+@pytest.mark.motia_state_needs("changes_all_scopes")  # watch()/revision() of every scope
 async def test_rejected_writes_record_nothing(state: StateManager) -> None:
     await state.set("s", "k", {"n": 1})
     async with state.watch() as changes:
@@ -108,6 +110,7 @@ async def test_change_fields_and_motia_names(state: StateManager) -> None:
         created.revision = 0  # type: ignore[misc,unused-ignore]
 
 
+@pytest.mark.motia_state_needs("changes_all_scopes")  # watch()/revision() of every scope
 async def test_revision_then_watch_since_misses_nothing(state: StateManager) -> None:
     assert await state.revision() == 0
     await state.set("s", "a", 1)
@@ -125,6 +128,7 @@ async def test_revision_then_watch_since_misses_nothing(state: StateManager) -> 
         ]
 
 
+@pytest.mark.motia_state_needs("changes_all_scopes")  # watch()/revision() of every scope
 async def test_watch_without_since_starts_now(state: StateManager) -> None:
     await state.set("s", "before", 1)
     async with state.watch() as changes:
@@ -133,6 +137,7 @@ async def test_watch_without_since_starts_now(state: StateManager) -> None:
         assert [c.key for c in await until_sentinel(changes)] == ["after"]
 
 
+@pytest.mark.motia_state_needs("changes_all_scopes")  # watch()/revision() of every scope
 async def test_revisions_increase_and_resume_sees_the_rest_exactly_once(state: StateManager) -> None:
     start = await state.revision()
     for i in range(12):
@@ -219,6 +224,7 @@ async def test_iterating_without_async_with_and_aclose(state: StateManager) -> N
         await anext(changes)
 
 
+@pytest.mark.motia_state_needs("changes_all_scopes")  # watch()/revision() of every scope
 async def test_close_ends_open_watches(make_store: Any) -> None:
     store = await make_store()
     try:
@@ -325,6 +331,7 @@ async def test_expiry_records_expired_and_the_chain_restarts(state: StateManager
 
 
 @pytest.mark.motia_state_needs("ttl")
+@pytest.mark.motia_state_needs("changes_all_scopes")  # watch()/revision() of every scope
 async def test_since_older_than_retention_raises_compacted(make_store: Any) -> None:
     store = await make_store(changes_retention=0.3)
     try:
@@ -341,6 +348,99 @@ async def test_since_older_than_retention_raises_compacted(make_store: Any) -> N
         assert "revision" in str(raised.value)
         rev = await store.revision()
         async with store.watch(since=rev) as changes:
+            await store.set("s", "d", 4)
+            assert (await asyncio.wait_for(anext(changes), READ_WITHIN)).key == "d"
+    finally:
+        await store.close()
+
+
+# --- the same promises on one scope's feed: a store whose feed is per scope (a Redis Cluster) keeps them too ---
+
+
+async def test_each_operation_records_its_changes_in_one_scope(state: StateManager) -> None:
+    async with state.watch("one") as changes:
+        await state.set("one", "a", {"n": 1})
+        await state.update("one", "a", [{"type": "increment", "path": "n", "by": 2}])
+        await state.delete("one", "a")
+        await state.delete("one", "a")  # absent: nothing
+        await state.set_many("one", {"k1": 1, "k2": [2]})
+        assert await state.delete_many("one", ["k1", "nope"]) == 1
+        assert await state.clear("one") == 1
+        await state.set("other", "x", 1)  # another scope: not in this feed
+        await state.set("one", SENTINEL[1], True)
+        got: list[Change] = []
+        while not got or got[-1].key != SENTINEL[1]:
+            got.append(await asyncio.wait_for(anext(changes), READ_WITHIN))
+    assert [(c.event, c.scope, c.key, c.old_value, c.new_value) for c in got[:-1]] == [
+        ("created", "one", "a", None, {"n": 1}),
+        ("updated", "one", "a", {"n": 1}, {"n": 3}),
+        ("deleted", "one", "a", {"n": 3}, None),
+        ("created", "one", "k1", None, 1),
+        ("created", "one", "k2", None, [2]),
+        ("deleted", "one", "k1", 1, None),
+        ("deleted", "one", "k2", [2], None),
+    ]
+    assert all(b.revision > a.revision for a, b in itertools.pairwise(got))
+
+
+async def test_scope_revision_then_watch_since_resumes_exactly_once(state: StateManager) -> None:
+    assert await state.revision("s") == 0
+    await state.set("s", "a", 1)
+    rev = await state.revision("s")
+    assert rev > 0
+    for i in range(10):
+        await state.set("s", f"k{i % 3}", i)
+    await state.set("s", SENTINEL[1], True)
+    async with state.watch("s", since=rev) as changes:
+        first = [await asyncio.wait_for(anext(changes), READ_WITHIN) for _ in range(4)]
+    async with state.watch("s", since=first[-1].revision) as changes:
+        rest: list[Change] = []
+        while not rest or rest[-1].key != SENTINEL[1]:
+            rest.append(await asyncio.wait_for(anext(changes), READ_WITHIN))
+    delivered = first + rest[:-1]
+    assert [c.new_value for c in delivered] == list(range(10))
+    assert all(b.revision > a.revision for a, b in itertools.pairwise(first + rest))
+
+
+async def test_close_ends_open_scope_watches(make_store: Any) -> None:
+    store = await make_store()
+    try:
+
+        async def follow() -> list[Change]:
+            seen: list[Change] = []
+            async with store.watch("s") as changes:
+                async for change in changes:
+                    seen.append(change)
+            return seen
+
+        task = asyncio.ensure_future(follow())
+        await asyncio.sleep(0.3)
+        await store.set("s", "k", 1)
+        await asyncio.sleep(0.5)
+        await store.close()
+        assert [c.key for c in await asyncio.wait_for(task, READ_WITHIN)] == ["k"]
+        async with store.watch("s", since=0) as changes:  # the same manager works again
+            assert (await asyncio.wait_for(anext(changes), READ_WITHIN)).key == "k"
+    finally:
+        await store.close()
+
+
+@pytest.mark.motia_state_needs("ttl")
+async def test_scope_since_older_than_retention_raises_compacted(make_store: Any) -> None:
+    store = await make_store(changes_retention=0.3)
+    try:
+        start = await store.revision("s")
+        await store.set("s", "a", 1)
+        await store.set("s", "b", 2)
+        await asyncio.sleep(0.8)
+        await store.cleanup()
+        await store.set("s", "c", 3)
+        with pytest.raises(ChangesCompactedError) as raised:
+            async with store.watch("s", since=start) as changes:
+                await anext(changes)
+        assert type(raised.value.oldest) is int and raised.value.oldest > start + 1
+        rev = await store.revision("s")
+        async with store.watch("s", since=rev) as changes:
             await store.set("s", "d", 4)
             assert (await asyncio.wait_for(anext(changes), READ_WITHIN)).key == "d"
     finally:
