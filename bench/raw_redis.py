@@ -38,7 +38,8 @@ def _tag(scope: str) -> str:
 
 
 class RawRedis:
-    """redis-py with hiredis: one command (or one pipelined pair) per operation, like the adapter."""
+    """redis-py with hiredis: one command (or one pipelined pair) per operation, like the adapter. Scripts in a
+    pipeline go through ``execute_command`` (a Cluster pipeline refuses ``evalsha``; the adapter does the same)."""
 
     kind = "raw"
     name = "redis-py+hiredis"
@@ -100,7 +101,7 @@ class RawRedis:
     async def set(self, scope: str, key: str, value: Any) -> Any:
         tag = _tag(scope)
         pipe = self.r.pipeline(transaction=False)
-        pipe.evalsha(_SET.sha, 2, tag + ":" + key, tag, _dumps(value), key, "")
+        pipe.execute_command("EVALSHA", _SET.sha, 2, tag + ":" + key, tag, _dumps(value), key, "")
         pipe.sadd(REGISTRY, scope)
         old, _ = await pipe.execute()
         return None if old is None else json.loads(old)
@@ -117,7 +118,7 @@ class RawRedis:
             new = _dumps(value)
             if text is None:
                 pipe = self.r.pipeline(transaction=False)
-                pipe.evalsha(_CAS.sha, 2, ekey, tag, "0", "", new, key, "")
+                pipe.execute_command("EVALSHA", _CAS.sha, 2, ekey, tag, "0", "", new, key, "")
                 pipe.sadd(REGISTRY, scope)
                 reply = (await pipe.execute())[0]
             else:
@@ -143,7 +144,8 @@ class RawRedis:
             args.append(k)
             args.append(_dumps(v))
         pipe = self.r.pipeline(transaction=False)
-        pipe.evalsha(_SET_MANY.sha, 1, tag, tag + ":", "", *args)
+        # The three blank recorder arguments (changes off) come before the pairs, as the adapter sends them.
+        pipe.execute_command("EVALSHA", _SET_MANY.sha, 1, tag, tag + ":", "", "", "", "", *args)
         pipe.sadd(REGISTRY, scope)
         await pipe.execute()
 

@@ -86,6 +86,10 @@ class ChangesCompactedError(StateError):
 
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@")
+# A URL percent-encoded as a query value (``?listen_url=postgresql%3A%2F%2Fu%3Apw%40host``): its password.
+_ENCODED_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*%3A%2F%2F)(?P<user>(?:(?!%3A|%40)[^@/\s&])*)%3A(?P<pw>[^\s&]*?)%40", re.I
+)
 # What may follow the userinfo's '@': a host list (names, IPv6 brackets, ports, commas), then the path or end.
 _AFTER_AT = re.compile(r"[\w.\-\[\]:,%~]*(?:[/?#]|$)")
 
@@ -112,9 +116,18 @@ def mask_url(url: str) -> str:
         return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
     at = userinfo_end(rest)
     if at == -1 or ":" not in rest[:at]:
-        return url
+        return f"{scheme}://{_mask_query(rest)}"
     user = rest[:at].split(":", 1)[0]
-    return f"{scheme}://{user}:***@{rest[at + 1 :]}"
+    return f"{scheme}://{user}:***@{_mask_query(rest[at + 1 :])}"
+
+
+def _mask_query(text: str) -> str:
+    """The passwords of URLs given as query values (``?listen_url=...``, plain or percent-encoded) masked."""
+    head, sep, query = text.partition("?")
+    if not sep:
+        return text
+    query = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", query)
+    return head + sep + _ENCODED_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}%3A***%40", query)
 
 
 def url_password(url: str) -> str | None:

@@ -36,10 +36,19 @@ def test_key_and_value_errors_are_value_errors() -> None:
         ("postgresql://user@host/db", "postgresql://user@host/db"),
         ("sqlite:///path/to.db", "sqlite:///path/to.db"),
         ("postgresql://u:pw@[::1]:5432/db?sslmode=require", "postgresql://u:***@[::1]:5432/db?sslmode=require"),
+        # A URL given as a query value (listen_url), percent-encoded: its password too.
+        (
+            "postgresql://u:pw@h/db?listen_url=postgresql%3A%2F%2Fu%3Asecret%40h2%2Fdb",
+            "postgresql://u:***@h/db?listen_url=postgresql%3A%2F%2Fu%3A***%40h2%2Fdb",
+        ),
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_mask_url_hides_an_unencoded_url_in_the_query() -> None:
+    assert "secret" not in mask_url("postgresql://h/db?listen_url=postgresql://u:secret@h2/db")
 
 
 def test_backend_error_masks_password_everywhere() -> None:

@@ -1,8 +1,11 @@
 """The Redis backend's connection machinery: one redis-py client (a server or a Cluster), batches, errors.
 
-Everything goes through redis-py's public client API: ``execute_command`` for one command, a non-transactional
-pipeline for a batch. For a Cluster (``redis+cluster://`` / ``rediss+cluster://``) that is ``RedisCluster``,
-which routes each command by its slot and follows ``MOVED``/``ASK``; one code path serves both.
+Everything goes through redis-py's public API. A Cluster (``redis+cluster://`` / ``rediss+cluster://``) is
+served by ``RedisCluster``, which routes each command by its slot and follows ``MOVED``/``ASK``:
+``execute_command`` for one command, a non-transactional pipeline for a batch. A single server is served by
+the same client's connection pool directly (``get_connection``, ``send_packed_command``, ``read_response``:
+public calls of redis-py's connections), which the benchmark shows to be a third faster on a ``set``. Both
+sit behind one ``run`` with the same replies, errors and retry rules.
 
 Replies are taken raw (no response callbacks: each command's reply is what the server sent, the same on every
 redis-py version and topology), and error replies are kept in place. redis-py's own retries are off: whether a
@@ -13,13 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import os
 import ssl
 from collections.abc import Sequence
 from typing import Any, Final
 
+import redis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import ConnectionPool, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -111,6 +118,12 @@ def _raw(response: Any, **options: Any) -> Any:
     return response
 
 
+@functools.cache
+def _tls_parameters_taken() -> frozenset[str]:
+    """The TLS parameters the installed redis-py's connections take (``ssl_ca_path`` came in 6.x)."""
+    return frozenset(inspect.signature(SSLConnection.__init__).parameters) & _TLS_PARAMS
+
+
 def _check_params(url: StoreURL) -> None:
     """Refuse, by name, a query parameter redis-py would not take (it would raise a raw TypeError)."""
     for name, value in url.query:
@@ -118,6 +131,11 @@ def _check_params(url: StoreURL) -> None:
             if url.scheme not in _TLS_SCHEMES:
                 raise StateConfigError(
                     f"{url.masked!r}: {name} is a TLS parameter; it needs a rediss:// URL (TLS), not {url.scheme}://"
+                )
+            if name not in _tls_parameters_taken():
+                raise StateConfigError(
+                    f"{url.masked!r}: the installed redis-py ({redis.__version__}) does not take {name}; upgrade"
+                    " redis-py, or leave the parameter out"
                 )
             if name == "ssl_cert_reqs" and value not in _CERT_REQS:
                 raise StateConfigError(f"{url.masked!r}: ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}")
@@ -262,7 +280,9 @@ class Connection:
         """One round trip (per node, on a Cluster): the replies in order, error replies in place."""
         task = asyncio.current_task()
         cancels = 0 if task is None else task.cancelling()
-        if len(commands) == 1:
+        if isinstance(client, Redis):
+            replies = await self._on_server(client.connection_pool, commands)
+        elif len(commands) == 1:
             try:
                 replies = [await client.execute_command(*commands[0])]
             except ResponseError as exc:  # an error reply, not a failed connection
@@ -277,6 +297,31 @@ class Connection:
             # asked to stop, so stop (a stopping worker would otherwise go on waiting).
             raise asyncio.CancelledError
         return replies
+
+    @staticmethod
+    async def _on_server(pool: ConnectionPool, commands: Sequence[Command]) -> list[Any]:
+        """One server: the batch written at once on one pooled connection, the replies read in order.
+
+        The pool's and the connection's public calls, without the client's per-command layers (its retry
+        wrapper, response callbacks, pipeline object): on this hot path those cost a third of a ``set``.
+        A Cluster needs the client (it routes each command to its node).
+        """
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:  # an error reply, read whole: the connection stays in step
+                    replies.append(exc)
+            return replies
+        except BaseException:
+            # A half-read batch (error, timeout, cancellation) would leave replies pending on the connection.
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
 
     async def run(
         self, commands: Sequence[Command], *, idempotent: bool, read_timeout: float | None = None
