@@ -24,7 +24,8 @@ _START = {
 }
 
 
-def _answers(host: str, port: int) -> bool:
+def answers(host: str, port: int) -> bool:
+    """Whether something accepts a TCP connection on host:port (within a second)."""
     try:
         with socket.create_connection((host, port), timeout=1.0):
             return True
@@ -40,7 +41,7 @@ def require(service: str) -> None:
 
     parts = urlsplit(url)
     host, port = parts.hostname or host, parts.port or port
-    if _answers(host, port):
+    if answers(host, port):
         return
     reason = f"{service} is not answering on {host}:{port}; start it with: {_START[service]}"
     if IN_CI:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +17,7 @@ import pytest
 
 from motia_state import StateManager
 from motia_state.sql import TABLES, qualified
-from tests.services import IN_CI, PG_ADMIN_URL, PG_URL, pg_url_of, require
+from tests.services import IN_CI, PG_ADMIN_URL, PG_URL, answers, pg_url_of, require
 
 REPO = Path(__file__).resolve().parents[2]
 PGBOUNCER_SCRIPT = REPO / ".ci" / "services" / "pgbouncer.sh"
@@ -35,20 +34,12 @@ def pgbouncer_url_of(db: str) -> str:
     return PGBOUNCER_URL.rsplit("/", 1)[0] + "/" + db
 
 
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 def require_pgbouncer() -> None:
     """Skip (laptop) or fail (CI=true) when PgBouncer, or the Postgres behind it, does not answer."""
     require("postgres")
     parts = urlsplit(PGBOUNCER_URL)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6432
-    if _answers(host, port):
+    if answers(host, port):
         return
     reason = (
         f"PgBouncer is not answering on {host}:{port}; start it with: "

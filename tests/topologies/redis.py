@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from motia_state import StateManager
-from tests.services import IN_CI
+from tests.services import IN_CI, answers
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPT = REPO / ".ci" / "services" / "redis_cluster.sh"
@@ -74,14 +73,6 @@ def cluster_seeds() -> list[tuple[str, int]]:
     return seeds
 
 
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 def unavailable(service: str, problem: str) -> None:
     """Fail (CI=true) or skip (elsewhere) because the ``service`` topology is not there."""
     reason = f"the Redis {service} test server {problem}; start it with: {_START[service]}"
@@ -92,12 +83,12 @@ def unavailable(service: str, problem: str) -> None:
 
 def require_cluster() -> None:
     seeds = cluster_seeds()
-    if not any(_answers(host, port) for host, port in seeds):
+    if not any(answers(host, port) for host, port in seeds):
         unavailable("cluster", f"is not answering on {', '.join(f'{h}:{p}' for h, p in seeds)}")
 
 
 def require_tls() -> None:
-    if not (TLS_DIR / "ca.crt").is_file() or not _answers("127.0.0.1", TLS_PORT):
+    if not (TLS_DIR / "ca.crt").is_file() or not answers("127.0.0.1", TLS_PORT):
         unavailable("tls", f"is not answering on 127.0.0.1:{TLS_PORT} (or {TLS_DIR}/ca.crt is missing)")
 
 

@@ -33,18 +33,42 @@ _POLL_IDLE: Final = 5.0
 _RETRY_AFTER: Final = 1.0
 
 
-class Listener:
+class _Wakeups:
+    """A generation counter and the waiters to wake when it moves (the Listener's and the Poller's)."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._wake: asyncio.Event | None = None
+
+    def _notify_all(self) -> None:
+        self.generation += 1
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            wake.set()
+
+    async def _sleep(self, generation: int, within: float) -> None:
+        """Until the generation moves past ``generation`` (at once if it has), or ``within`` seconds."""
+        if self.generation != generation or within <= 0:
+            return
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        wake = self._wake
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await wake.wait()
+
+
+class Listener(_Wakeups):
     """The LISTEN connection (opened on the first wait), its generation counter and the waiters to wake."""
 
     def __init__(
         self, open_connection: Callable[[], Awaitable[Any]], close_timeout: float, channel: str = "motia_state_changes"
     ) -> None:
+        super().__init__()
         self._open = open_connection
         self._channel = channel
         self._close_timeout = close_timeout
         self.conn: Any = None
-        self.generation = 0
-        self._wake: asyncio.Event | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._retry_at = 0.0
         self._closed = False
@@ -99,22 +123,9 @@ class Listener:
         # Waiters go back to reading (and polling) instead of sleeping through a wake-up that cannot come.
         self._notify_all()
 
-    def _notify_all(self) -> None:
-        self.generation += 1
-        wake, self._wake = self._wake, None
-        if wake is not None:
-            wake.set()
-
     async def wait(self, generation: int, within: float) -> None:
         """Return at the next notification (at once if one came since ``generation``), or after ``within`` seconds."""
-        if self.generation != generation or within <= 0:
-            return
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        wake = self._wake
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                await wake.wait()
+        await self._sleep(generation, within)
 
     async def close(self) -> None:
         """Close the LISTEN connection (cut it if it does not close in time). No reopening after this."""
@@ -135,14 +146,13 @@ class Listener:
             conn.terminate()
 
 
-class Poller:
+class Poller(_Wakeups):
     """The Listener's stand-in behind a transaction pooler without ``listen_url``: it polls the revision."""
 
     def __init__(self, read_revision: Callable[[], Awaitable[int]], interval: float = POLL_INTERVAL) -> None:
+        super().__init__()
         self._read = read_revision
         self._interval = interval
-        self.generation = 0
-        self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._up = False
         self._waiting = 0
@@ -184,24 +194,13 @@ class Poller:
             # Waiters go back to reading instead of sleeping through a wake-up that cannot come.
             self._notify_all()
 
-    def _notify_all(self) -> None:
-        self.generation += 1
-        wake, self._wake = self._wake, None
-        if wake is not None:
-            wake.set()
-
     async def wait(self, generation: int, within: float) -> None:
         """Return at the next revision seen (at once if one came since ``generation``), or after ``within`` s."""
         if self.generation != generation or within <= 0:
             return
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        wake = self._wake
         self._waiting += 1
         try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(within):
-                    await wake.wait()
+            await self._sleep(generation, within)
         finally:
             self._waiting -= 1
             self._last_wait = asyncio.get_running_loop().time()
