@@ -74,6 +74,11 @@ def _revision(entry_id: bytes) -> int:
     return int(entry_id.partition(b"-")[0])
 
 
+def _server_id(revision: int) -> str:
+    """The stream entry ID of a revision on one server."""
+    return f"{revision}-0"
+
+
 def _cluster_revision(entry_id: bytes) -> int:
     """The revision of a Cluster change stream entry ID ``<ms>-<seq>`` (see ``scripts.recorder``)."""
     ms, _, seq = entry_id.partition(b"-")
@@ -113,6 +118,9 @@ class RedisBase(StateAdapter):
         #: A Redis Cluster: the change feed is per scope (see the module docstring).
         self.cluster = self._conn.cluster
         self.revisions_per_scope = self.cluster
+        # A change stream entry ID <-> its revision (see the module docstring), chosen once for the topology.
+        self._revision_of: Callable[[bytes], int] = _cluster_revision if self.cluster else _revision
+        self._stream_id: Callable[[int], str] = _cluster_id if self.cluster else _server_id
         self.all_scopes_unsupported = CLUSTER_ALL_SCOPES if self.cluster else None
         self.changes_off = not changes
         self._retention_ms = max(1, round(changes_retention * 1000))
@@ -454,7 +462,7 @@ class RedisAdapter(RedisBase):
                     for s in pending
                 ]
                 for s in pending:
-                    commands[len(commands) :] = self._registered(s)
+                    commands.extend(self._registered(s))
                 replies = await self._conn.run(commands, idempotent=False)
                 again: list[str] = []
                 for s, (pruned, left) in zip(pending, replies[: len(pending)], strict=True):
@@ -572,12 +580,6 @@ class RedisAdapter(RedisBase):
         if self.cluster:
             return max(0, int(floor) * scripts.RECORDING_CLUSTER - 1)
         return int(floor)
-
-    def _revision_of(self, entry_id: bytes) -> int:
-        return _cluster_revision(entry_id) if self.cluster else _revision(entry_id)
-
-    def _stream_id(self, revision: int) -> str:
-        return _cluster_id(revision) if self.cluster else f"{revision}-0"
 
     async def _trimmed_after(self, stream: str, after: int) -> bool:
         """Whether compaction removed a change after ``after`` from ``stream`` (read below the floor only).

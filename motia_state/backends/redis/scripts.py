@@ -405,20 +405,28 @@ return {#ids, string.format('%d', floor)}
 """
 )
 
+
 # KEYS[1] a scope's stream, KEYS[2] the stream registry; ARGV[1] the floor, ARGV[2] the scope's tag (its
 # registry member), ARGV[3] batch size. Removes up to a batch of the stream's changes at or below the floor;
 # then an empty stream is deleted and leaves the registry, else its score becomes its first retained
 # revision. One script: a write adding to the stream meanwhile cannot be lost. Returns how many were removed.
-TRIM_SCOPE = Script(
-    """
-local old = redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', tonumber(ARGV[3]))
+def drop_oldest(upto: str, count: str) -> str:
+    """Lua: delete from the stream KEYS[1] a batch (``count``) of its oldest changes with IDs up to ``upto`` (an
+    XRANGE end), as ``old``; then ``first`` holds the first change kept (empty if none)."""
+    return f"""
+local old = redis.call('XRANGE', KEYS[1], '-', {upto}, 'COUNT', tonumber({count}))
 if #old > 0 then
-  local ids = {}
+  local ids = {{}}
   for i, e in ipairs(old) do ids[i] = e[1] end
   redis.call('XDEL', KEYS[1], unpack(ids))
 end
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-if #first == 0 then
+"""
+
+
+TRIM_SCOPE = Script(
+    drop_oldest("ARGV[1]", "ARGV[3]")
+    + """if #first == 0 then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[2])
 else
@@ -450,15 +458,8 @@ return string.format('%d', floor)
 # ID removed (XINFO's max-deleted-entry-id), by which a reader tells a compacted scope from a quiet one, for
 # one more retention period (a write in it makes it persist again). Returns {removed, first kept ID or ''}.
 CLUSTER_TRIM_SCOPE = Script(
-    """
-local old = redis.call('XRANGE', KEYS[1], '-', '(' .. ARGV[1] .. '-0', 'COUNT', tonumber(ARGV[2]))
-if #old > 0 then
-  local ids = {}
-  for i, e in ipairs(old) do ids[i] = e[1] end
-  redis.call('XDEL', KEYS[1], unpack(ids))
-end
-local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-if #first == 0 then
+    drop_oldest("'(' .. ARGV[1] .. '-0'", "ARGV[2]")
+    + """if #first == 0 then
   if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
   return {#old, ''}
 end

@@ -331,23 +331,30 @@ async def test_expiry_records_expired_and_the_chain_restarts(state: StateManager
 
 
 @pytest.mark.motia_state_needs("ttl")
-@pytest.mark.motia_state_needs("changes_all_scopes")  # watch()/revision() of every scope
-async def test_since_older_than_retention_raises_compacted(make_store: Any) -> None:
+@pytest.mark.parametrize(
+    "scope",
+    [
+        # watch()/revision() of every scope
+        pytest.param(None, marks=pytest.mark.motia_state_needs("changes_all_scopes"), id="every-scope"),
+        pytest.param("s", id="one-scope"),
+    ],
+)
+async def test_since_older_than_retention_raises_compacted(make_store: Any, scope: str | None) -> None:
     store = await make_store(changes_retention=0.3)
     try:
-        start = await store.revision()
+        start = await store.revision(scope)
         await store.set("s", "a", 1)
         await store.set("s", "b", 2)
         await asyncio.sleep(0.8)
         await store.cleanup()
         await store.set("s", "c", 3)
         with pytest.raises(ChangesCompactedError) as raised:
-            async with store.watch(since=start) as changes:
+            async with store.watch(scope, since=start) as changes:
                 await anext(changes)
         assert type(raised.value.oldest) is int and raised.value.oldest > start + 1
         assert "revision" in str(raised.value)
-        rev = await store.revision()
-        async with store.watch(since=rev) as changes:
+        rev = await store.revision(scope)
+        async with store.watch(scope, since=rev) as changes:
             await store.set("s", "d", 4)
             assert (await asyncio.wait_for(anext(changes), READ_WITHIN)).key == "d"
     finally:
@@ -421,28 +428,6 @@ async def test_close_ends_open_scope_watches(make_store: Any) -> None:
         assert [c.key for c in await asyncio.wait_for(task, READ_WITHIN)] == ["k"]
         async with store.watch("s", since=0) as changes:  # the same manager works again
             assert (await asyncio.wait_for(anext(changes), READ_WITHIN)).key == "k"
-    finally:
-        await store.close()
-
-
-@pytest.mark.motia_state_needs("ttl")
-async def test_scope_since_older_than_retention_raises_compacted(make_store: Any) -> None:
-    store = await make_store(changes_retention=0.3)
-    try:
-        start = await store.revision("s")
-        await store.set("s", "a", 1)
-        await store.set("s", "b", 2)
-        await asyncio.sleep(0.8)
-        await store.cleanup()
-        await store.set("s", "c", 3)
-        with pytest.raises(ChangesCompactedError) as raised:
-            async with store.watch("s", since=start) as changes:
-                await anext(changes)
-        assert type(raised.value.oldest) is int and raised.value.oldest > start + 1
-        rev = await store.revision("s")
-        async with store.watch("s", since=rev) as changes:
-            await store.set("s", "d", 4)
-            assert (await asyncio.wait_for(anext(changes), READ_WITHIN)).key == "d"
     finally:
         await store.close()
 
