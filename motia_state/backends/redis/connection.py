@@ -183,7 +183,6 @@ class Connection:
         # A bounded socket timeout: a dead server is reported instead of hanging a worker forever.
         self._socket_timeout = max(30.0, connect_timeout)
         self._slots: asyncio.Semaphore | None = None
-        self._scripts_loaded = False
         self._client: Redis | RedisCluster | None = self.new_client()
 
     @property

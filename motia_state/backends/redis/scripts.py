@@ -99,8 +99,6 @@ end
 """
 
 
-#: Extra ARGV the recorder takes (its KEYS are as many on a server, one on a Cluster): ``"1"``, scope, tag.
-RECORDING_ARGS: Final = 3
 #: The Cluster recorder's revision from a stream entry ID ``<ms>-<seq>``: ``ms * RECORDING_CLUSTER + seq``.
 RECORDING_CLUSTER: Final = 1_000_000
 
