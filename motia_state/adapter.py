@@ -21,11 +21,14 @@ from .ops import Filter, match
 
 if TYPE_CHECKING:
     from .changes import Change
+    from .urls import StoreURL
 
-__all__ = ["Entry", "SetResult", "StateAdapter", "StateItem"]
+__all__ = ["Entry", "SetResult", "StateAdapter", "StateItem", "server_attributes"]
 
 
 _SET_RESULT_FIELDS: Final = ("old_value", "new_value")
+#: ``db.collection.name`` of the stores without a table of their own (memory, custom adapters).
+TELEMETRY_COLLECTION: Final = "motia_state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,12 @@ class StateAdapter:
     def translate_error(self, exc: Exception) -> Exception | None:
         """Map a driver exception to a StateError (or None to let it propagate unchanged)."""
         return None
+
+    def telemetry_attributes(self) -> dict[str, str | int]:
+        """The OpenTelemetry attributes describing this store on every span and metric (SPEC §13):
+        ``db.system.name``, ``db.collection.name`` and, for a server, ``db.namespace``, ``server.address``,
+        ``server.port``. Never a password."""
+        return {"db.system.name": self.backend, "db.collection.name": TELEMETRY_COLLECTION}
 
     # --- the reference's five methods ----------------------------------------------------------
 
@@ -269,3 +278,18 @@ class StateAdapter:
             f"{type(self).__name__} records no changes: override revision(scope) and"
             " changes_after(scope, key, after, limit, wait) to support watch()"
         )
+
+
+def server_attributes(
+    url: StoreURL, system: str, collection: str, namespace: str | None, default_port: int
+) -> dict[str, str | int]:
+    """The telemetry attributes of a store on a server at ``url`` (its first host): never the credentials."""
+    attributes: dict[str, str | int] = {"db.system.name": system, "db.collection.name": collection}
+    if namespace:
+        attributes["db.namespace"] = namespace
+    hosts = url.host_list()
+    if hosts:
+        host, port = hosts[0]
+        attributes["server.address"] = host
+        attributes["server.port"] = port or default_port
+    return attributes

@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, Literal, NoReturn, Protocol, Self
 
 from .errors import ChangesCompactedError, StateBackendError
+from .telemetry import API as _OTEL
+from .telemetry import current as current_telemetry
 from .values import decode
 
 __all__ = ["EVENTS", "Change", "ChangeLog", "ChangeStream", "Event"]
+
+_log = logging.getLogger("motia_state")
 
 Event = Literal["created", "updated", "deleted", "expired"]
 EVENTS: Final[tuple[Event, ...]] = ("created", "updated", "deleted", "expired")
@@ -44,6 +49,8 @@ class Change:
 
     ``event`` is ``created``, ``updated``, ``deleted`` or ``expired``; ``old_value``/``new_value`` are the
     values before and after (None for an absent entry); ``at`` is the commit time (aware UTC).
+    ``traceparent`` is the W3C traceparent of the operation that wrote it, when that operation was traced
+    (None otherwise, and for writes made with plain SQL); it takes no part in equality nor in the repr.
     Motia's names answer too: ``group_id``, ``item_id`` and ``event_type`` (``state:created``...).
     """
 
@@ -54,6 +61,7 @@ class Change:
     old_value: Any
     new_value: Any
     at: datetime
+    traceparent: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def group_id(self) -> str:
@@ -101,6 +109,7 @@ class StreamOwner(Protocol):
     """What a stream needs of its StateManager (a protocol: this module does not import the manager)."""
 
     _streams: weakref.WeakSet[ChangeStream]
+    _telemetry: dict[str, Any]
 
     def _check_changes(self, *, every_scope: bool = False) -> None: ...
     async def _connected_adapter(self) -> ChangeSource: ...
@@ -131,6 +140,8 @@ class ChangeStream:
         self._pending: asyncio.Task[list[Change]] | None = None
         self._opened = False
         self._closed = False
+        # A span per delivered change (SPEC §13); off for a trigger's own watch, whose handler span says it.
+        self.traced = True
 
     def __repr__(self) -> str:
         return f"ChangeStream(scope={self.scope!r}, key={self.key!r}, last_revision={self._last!r})"
@@ -182,6 +193,8 @@ class ChangeStream:
         change = self._buffer.popleft()
         self._last = change.revision
         self._cursor = max(self._cursor, change.revision)
+        if _OTEL and self.traced and (tel := current_telemetry()) is not None:
+            tel.delivered(self._manager._telemetry, change)
         return change
 
     async def _next_batch(self) -> list[Change]:
@@ -219,6 +232,8 @@ class ChangeStream:
                     per_scope = getattr(adapter, "revisions_per_scope", False)
                     known = await adapter.revision(self.scope if per_scope else None)
                 batch = await adapter.changes_after(self.scope, self.key, after, BATCH, WAIT)
+                if give_up is not None:
+                    _log.info("watch: the store answers again; going on after revision %d", after)
                 self._idle = not batch
                 if not batch and known is not None and known > self._cursor:
                     self._cursor = known
@@ -232,6 +247,7 @@ class ChangeStream:
                 now = time.monotonic()
                 if give_up is None:
                     give_up = now + RECONNECT_FOR
+                    _log.warning("watch: %s; reconnecting for up to %.0f s", err, RECONNECT_FOR)
                 elif now >= give_up:
                     raise err from exc
                 await asyncio.sleep(delay)
@@ -260,17 +276,28 @@ class ChangeLog:
 
     def __init__(self, retention: float) -> None:
         self.retention = retention
-        self._changes: deque[tuple[int, str, str, str, str | None, str | None, float]] = deque()
+        # (revision, event, scope, key, old text, new text, at, traceparent)
+        self._changes: deque[tuple[int, str, str, str, str | None, str | None, float, str | None]] = deque()
         self._revision = 0
         self._floor = 0  # the highest revision compacted away
         self._last_of: dict[str, int] = {}  # scope -> its last revision
         self._waiters: set[asyncio.Event] = set()
 
-    def record(self, event: Event, scope: str, key: str, old: str | None, new: str | None, at: float) -> None:
-        """Keep one change; the values are JSON text (None: no value), so every read builds fresh objects."""
+    def record(
+        self,
+        event: Event,
+        scope: str,
+        key: str,
+        old: str | None,
+        new: str | None,
+        at: float,
+        traceparent: str | None = None,
+    ) -> None:
+        """Keep one change; the values are JSON text (None: no value), so every read builds fresh objects.
+        ``traceparent``: the writing operation's (None when it was not traced)."""
         self._revision = revision = self._revision + 1
         self._last_of[scope] = revision
-        self._changes.append((revision, event, scope, key, old, new, at))
+        self._changes.append((revision, event, scope, key, old, new, at, traceparent))
 
     def wake(self) -> None:
         """Wake every waiting reader (after the changes of one operation are recorded)."""
@@ -300,7 +327,7 @@ class ChangeLog:
         # Revisions are consecutive in the deque: jump straight to the first one after ``after``.
         start = max(0, after - self._changes[0][0] + 1)
         for i in range(start, len(self._changes)):
-            rev, event, s, k, old, new, at = self._changes[i]
+            rev, event, s, k, old, new, at, traceparent = self._changes[i]
             if (scope is not None and s != scope) or (key is not None and k != key):
                 continue
             out.append(
@@ -312,6 +339,7 @@ class ChangeLog:
                     None if old is None else decode(old),
                     None if new is None else decode(new),
                     utc_from_epoch(at),
+                    traceparent,
                 )
             )
             if len(out) >= limit:
@@ -342,6 +370,12 @@ class ChangeLog:
                 del self._last_of[scope]
             dropped += 1
         return dropped
+
+
+def log_compaction(store: str, removed: int, retention: float) -> None:
+    """Say (INFO) that compaction removed ``removed`` changes from ``store`` (a masked URL or a file)."""
+    if removed > 0:
+        _log.info("%s: compacted %d change(s) older than %g s (changes_retention)", store, removed, retention)
 
 
 def changes_option(value: object) -> bool:

@@ -14,7 +14,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 # The trigger text is imported, not copied: the adapters re-create the same triggers when a store is switched
-# from changes: off back to on. Editing it in motia_state.sql.feed needs a new revision re-creating them.
+# from changes: off back to on. Editing it in motia_state.sql.feed needs a new revision re-creating them, and
+# this revision keeps making the text of its time (Postgres: ``traceparent=False``, see revision 0004).
 from motia_state.sql.feed import SQLITE_CREATE, SQLITE_DROP, postgres_create, postgres_drop
 
 # revision identifiers, used by Alembic.
@@ -55,7 +56,7 @@ def upgrade() -> None:
         op.create_index(
             "ix_motia_state_changes_scope", "motia_state_changes", ["scope", "revision"], unique=False, schema=schema
         )
-    statements = postgres_create(schema) if postgres else SQLITE_CREATE
+    statements = postgres_create(schema, traceparent=False) if postgres else SQLITE_CREATE
     for statement in statements:
         op.execute(statement)
 

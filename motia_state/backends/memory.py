@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..adapter import Entry, StateAdapter, StateItem
-from ..changes import DEFAULT_RETENTION, Change, ChangeLog
+from ..changes import DEFAULT_RETENTION, Change, ChangeLog, log_compaction
 from ..ops import Filter, match
+from ..telemetry import OPERATION
 from ..triggers import MemoryTriggerStore
 from ..values import decode, encode
 
@@ -45,8 +46,9 @@ class MemoryAdapter(StateAdapter):
         """Where triggers keep their progress: this process."""
         return self._triggers
 
-    def _removed(self, scope: str, entries: Mapping[str, _Stored], now: float) -> int:
-        """Record the removal of ``entries`` (deleted, or expired); return how many were live."""
+    def _removed(self, scope: str, entries: Mapping[str, _Stored], now: float, trace: str | None) -> int:
+        """Record the removal of ``entries`` (deleted, or expired) by an operation traced as ``trace``;
+        return how many were live."""
         live = 0
         if self.changes_off:
             return sum(1 for s in entries.values() if s[1] is None or s[1] > now)
@@ -54,9 +56,9 @@ class MemoryAdapter(StateAdapter):
         for k, (text, expires) in entries.items():
             if expires is None or expires > now:
                 live += 1
-                record("deleted", scope, k, text, None, now)
+                record("deleted", scope, k, text, None, now, trace)
             else:
-                record("expired", scope, k, text, None, now)
+                record("expired", scope, k, text, None, now, trace)
         self._log.wake()
         return live
 
@@ -100,10 +102,11 @@ class MemoryAdapter(StateAdapter):
         if not self.changes_off:
             old = entries.get(key)
             now = time.time()
+            trace = OPERATION.get() or None  # '' (a span without a valid context) is no traceparent
             if old is None or (old[1] is not None and old[1] <= now):  # absent or expired: a new entry
-                self._log.record("created", scope, key, None, text, now)
+                self._log.record("created", scope, key, None, text, now, trace)
             else:
-                self._log.record("updated", scope, key, old[0], text, now)
+                self._log.record("updated", scope, key, old[0], text, now, trace)
             self._log.wake()
         entries[key] = (text, expires)
 
@@ -136,7 +139,7 @@ class MemoryAdapter(StateAdapter):
         del entries[key]
         if not entries:
             del self._data[scope]
-        self._removed(scope, {key: stored}, now)
+        self._removed(scope, {key: stored}, now, OPERATION.get() or None)
         return decode(stored[0]) if live else None
 
     async def update_entry(
@@ -153,10 +156,11 @@ class MemoryAdapter(StateAdapter):
         entries = self._data.pop(scope, None)
         if not entries:
             return 0
-        return self._removed(scope, entries, time.time())
+        return self._removed(scope, entries, time.time(), OPERATION.get() or None)
 
     async def cleanup(self) -> int:
         now = time.time()
+        trace = OPERATION.get() or None
         removed = 0
         for scope in list(self._data):
             entries = self._data[scope]
@@ -164,11 +168,11 @@ class MemoryAdapter(StateAdapter):
                 k: entries.pop(k) for k in sorted(k for k, s in entries.items() if s[1] is not None and s[1] <= now)
             }
             if dead:
-                self._removed(scope, dead, now)
+                self._removed(scope, dead, now, trace)
             removed += len(dead)
             if not entries:
                 del self._data[scope]
-        self._log.compact(now)
+        log_compaction("memory://", self._log.compact(now), self._log.retention)
         return removed
 
     async def keys(self, scope: str) -> list[str]:
@@ -215,13 +219,14 @@ class MemoryAdapter(StateAdapter):
         entries = self._data.setdefault(scope, {})
         if not self.changes_off:
             now = time.time()
+            trace = OPERATION.get() or None
             record = self._log.record
             for k, new in encoded.items():
                 old = entries.get(k)
                 if old is None or (old[1] is not None and old[1] <= now):
-                    record("created", scope, k, None, new[0], now)
+                    record("created", scope, k, None, new[0], now, trace)
                 else:
-                    record("updated", scope, k, old[0], new[0], now)
+                    record("updated", scope, k, old[0], new[0], now, trace)
             self._log.wake()
         entries.update(encoded)
 
@@ -232,7 +237,7 @@ class MemoryAdapter(StateAdapter):
         gone = {k: entries.pop(k) for k in keys if k in entries}
         if not entries:
             del self._data[scope]
-        return self._removed(scope, gone, time.time()) if gone else 0
+        return self._removed(scope, gone, time.time(), OPERATION.get() or None) if gone else 0
 
     async def ttl(self, scope: str, key: str) -> float | None:
         stored = self._live(scope, key)

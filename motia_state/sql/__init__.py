@@ -35,7 +35,7 @@ TABLES: Final = (TABLE_NAME, CHANGES_TABLE, *TRIGGER_TABLES)
 VERSION_TABLE: Final = "motia_state_alembic_version"
 #: The newest migration shipped with this package. A test checks it against the Alembic scripts, so that
 #: connecting to an up-to-date store can compare one string without importing Alembic.
-HEAD_REVISION: Final = "0003"
+HEAD_REVISION: Final = "0004"
 
 
 def quote_ident(name: str) -> str:

@@ -12,6 +12,12 @@ the watches (once per transaction: identical notifications are folded).
 
 SQLite: AFTER triggers. SQLite has one writer at a time, so AUTOINCREMENT revisions follow commit order.
 
+The writer's trace context (``traceparent``, migration 0004): on Postgres the trigger reads it from the
+transaction-local setting :data:`TRACE_SETTING`, which a traced write statement sets (the trigger runs at
+COMMIT, so anywhere in the transaction will do); plain SQL sets nothing and records NULL. The SQLite triggers
+stay plain SQL (no application function, so sqlite3 writers keep working): the adapter fills the column of a
+traced write's changes in the same transaction.
+
 Migration 0002 creates these; the adapters drop and re-create them when a store is switched to
 ``changes: off`` and back, so the text lives here, once. Changing it needs a new migration. A store in its
 own schema (``schema:``) gets its own function, lock key and NOTIFY channel, all names qualified; the
@@ -35,6 +41,7 @@ __all__ = [
     "SQLITE_CREATE",
     "SQLITE_DROP",
     "SQLITE_TRIGGERS",
+    "TRACE_SETTING",
     "notify_channel",
     "postgres_create",
     "postgres_drop",
@@ -76,36 +83,62 @@ def _lock_call(schema: str | None) -> str:
     return f"pg_advisory_xact_lock({_SCHEMA_LOCK_CLASS}, {signed})"
 
 
-def postgres_create(schema: str | None) -> tuple[str, str]:
+#: The transaction-local setting a traced write puts its traceparent in (``set_config(TRACE_SETTING, tp, true)``),
+#: which the Postgres trigger reads at commit: a traceparent for every row, or a JSON object ``{scope: {key:
+#: traceparent}}`` when one statement wrote the rows of several callers (a batch).
+TRACE_SETTING: Final = "motia_state.trace"
+
+
+def postgres_create(schema: str | None, *, traceparent: bool = True) -> tuple[str, str]:
     """The function and the constraint trigger recording the changes of the store in ``schema``.
 
     Every name is qualified (the function runs with the writer's search_path, whatever it is).
+    ``traceparent=False``: the text of migration 0002 (before the ``traceparent`` column, migration 0004).
     """
     changes, table = qualified(C, schema), qualified(T, schema)
     function = qualified(POSTGRES_FUNCTION, schema)
-    insert = f"INSERT INTO {changes} (event, scope, key, old_value, new_value, at) VALUES"
     channel = quote_literal(notify_channel(schema))
+    if traceparent:
+        insert = f"INSERT INTO {changes} (event, scope, key, old_value, new_value, at, traceparent) VALUES"
+        # NULL when unset (never set in this session: missing_ok) or blank (set in an earlier transaction).
+        declare = f"""DECLARE
+    tp text := NULLIF(current_setting('{TRACE_SETTING}', true), '');
+"""
+        # A batch's setting maps each row's scope and key to its writer's traceparent (absent: not traced).
+        lookup = """
+    IF left(tp, 1) = '{' THEN
+        IF TG_OP = 'DELETE' THEN
+            tp := tp::jsonb -> OLD.scope ->> OLD.key;
+        ELSE
+            tp := tp::jsonb -> NEW.scope ->> NEW.key;
+        END IF;
+    END IF;"""
+        at = "clock_timestamp(), tp"
+    else:
+        insert = f"INSERT INTO {changes} (event, scope, key, old_value, new_value, at) VALUES"
+        declare = lookup = ""
+        at = "clock_timestamp()"
     return (
         f"""
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+{declare}BEGIN
     -- At commit (the trigger is deferred): one committing transaction at a time takes revisions.
-    PERFORM {_lock_call(schema)};
+    PERFORM {_lock_call(schema)};{lookup}
     IF TG_OP = 'INSERT' THEN
-        {insert} ('created', NEW.scope, NEW.key, NULL, NEW.value, clock_timestamp());
+        {insert} ('created', NEW.scope, NEW.key, NULL, NEW.value, {at});
     ELSIF TG_OP = 'DELETE' THEN
         {insert} (CASE WHEN OLD.expires_at IS NOT NULL AND OLD.expires_at <= now()
                            THEN 'expired' ELSE 'deleted' END,
-                      OLD.scope, OLD.key, OLD.value, NULL, clock_timestamp());
+                      OLD.scope, OLD.key, OLD.value, NULL, {at});
     ELSIF OLD.scope IS DISTINCT FROM NEW.scope OR OLD.key IS DISTINCT FROM NEW.key THEN
         -- A rename made with plain SQL: the old entry goes, a new one comes.
-        {insert} ('deleted', OLD.scope, OLD.key, OLD.value, NULL, clock_timestamp());
-        {insert} ('created', NEW.scope, NEW.key, NULL, NEW.value, clock_timestamp());
+        {insert} ('deleted', OLD.scope, OLD.key, OLD.value, NULL, {at});
+        {insert} ('created', NEW.scope, NEW.key, NULL, NEW.value, {at});
     ELSIF OLD.expires_at IS NOT NULL AND OLD.expires_at <= now() THEN
         -- Overwriting an expired entry starts a new one.
-        {insert} ('created', NEW.scope, NEW.key, NULL, NEW.value, clock_timestamp());
+        {insert} ('created', NEW.scope, NEW.key, NULL, NEW.value, {at});
     ELSE
-        {insert} ('updated', NEW.scope, NEW.key, OLD.value, NEW.value, clock_timestamp());
+        {insert} ('updated', NEW.scope, NEW.key, OLD.value, NEW.value, {at});
     END IF;
     PERFORM pg_notify({channel}, '');
     RETURN NULL;

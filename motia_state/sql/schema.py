@@ -85,6 +85,8 @@ changes_table = Table(
     Column("old_value", _json, nullable=True),
     Column("new_value", _json, nullable=True),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The W3C traceparent of the traced operation that made the change (migration 0004); NULL otherwise.
+    Column("traceparent", Text(), nullable=True),
     # A key's history.
     Index("ix_motia_state_changes_scope_key", "scope", "key", "revision"),
     sqlite_autoincrement=True,
@@ -143,6 +145,7 @@ trigger_parked_table = Table(
     Column("attempts", Integer(), nullable=False),
     Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("retry", Boolean(), nullable=False, server_default=false()),
+    Column("traceparent", Text(), nullable=True),  # the parked change's (migration 0004)
 )
 
 

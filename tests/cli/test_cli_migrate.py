@@ -17,7 +17,7 @@ from tests.services import PG_URL, require
 def test_sqlite_check_upgrade_and_refusal(cli: Any, tmp_path: Path) -> None:
     (tmp_path / "config.yml").write_text("state:\n  migrate: check\n")  # the default SQLite file, never migrated
     check = cli("migrate", "--check")
-    assert check.out.split() == ["0001", "0002", head()]
+    assert check.out.split() == ["0001", "0002", "0003", head()]
     assert "out of date" in check.failed_cleanly() and "motia-state migrate" in check.err
 
     refused = cli("list")

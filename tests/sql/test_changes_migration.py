@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from motia_state import StateManager
-from motia_state.sql import CHANGES_TABLE, TABLE_NAME, VERSION_TABLE
+from motia_state.sql import CHANGES_TABLE, TABLE_NAME, TRIGGER_PARKED_TABLE, TRIGGERS_TABLE, VERSION_TABLE
 from motia_state.sql.connect import engine_args, sqlite_path
 from motia_state.sql.migrate import current, downgrade, head, include_name, include_object, upgrade
 from motia_state.sql.schema import metadata
@@ -281,3 +281,99 @@ async def test_history_of_a_key_is_one_query(sql_url: str) -> None:
         ("deleted", 2, None),
         ("created", None, {"back": True}),
     ]
+
+
+# --- migration 0004: the writer's traceparent on every change ------------------------------------------------
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def _columns(url: str, table: str) -> set[str]:
+    if _is_pg(url):
+        sql = f"SELECT column_name FROM information_schema.columns WHERE table_name = '{table}'"
+        rows = (await _sql(url, sql + " AND table_schema = current_schema()"))[0]
+    else:
+        rows = [(r[1],) for r in (await _sql(url, f"PRAGMA table_info({table})"))[0]]
+    return {r[0] for r in rows}
+
+
+async def _function_reads_the_setting(url: str) -> bool:
+    """Postgres: whether the trigger function is 0004's (it reads the traced write's setting)."""
+    (rows,) = await _sql(url, "SELECT pg_get_functiondef('motia_state_record_change'::regproc)")
+    return "motia_state.trace" in rows[0][0]
+
+
+def _park_row(url: str, revision: int) -> str:
+    """A parked change of trigger 't' written with plain SQL (the trigger store's table)."""
+    at = "now()" if _is_pg(url) else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    return (
+        f'INSERT INTO {TRIGGER_PARKED_TABLE} (name, revision, event, scope, "key", old_value, new_value, at, error,'
+        f" attempts) VALUES ('t', {revision}, 'created', 's', 'a', NULL, {_value(url, 1)}, {at}, 'E', 5)"
+    )
+
+
+async def test_0004_adds_the_traceparent_to_a_store_at_0003_and_downgrades_back(sql_url: str) -> None:
+    from motia_state.telemetry import OPERATION
+
+    pg = _is_pg(sql_url)
+    await upgrade(sql_url, "0003")
+    if pg:  # 0002 still installs its own function text, so a database at 0002/0003 is consistent
+        assert not await _function_reads_the_setting(sql_url)
+    k = "key" if pg else '"key"'
+    await _sql(
+        sql_url,
+        _insert(sql_url, "s", "a", {"n": 1}),
+        _insert(sql_url, "s", "b", [2]),
+        f"UPDATE {TABLE_NAME} SET value = {_value(sql_url, {'n': 2})} WHERE scope = 's' AND {k} = 'a'",
+        f"INSERT INTO {TRIGGERS_TABLE} (name, start_revision, partitions) VALUES ('t', 0, 1)",
+        _park_row(sql_url, 1),
+    )
+    recorded = await _changes(sql_url)
+    assert len(recorded) == 3
+    await upgrade(sql_url)
+    assert await current(sql_url) == "0004" == head()
+    assert "traceparent" in await _columns(sql_url, CHANGES_TABLE)
+    assert "traceparent" in await _columns(sql_url, TRIGGER_PARKED_TABLE)
+    if pg:
+        assert await _function_reads_the_setting(sql_url)
+    # Nothing lost, and what was there has no traceparent.
+    assert await _changes(sql_url) == recorded
+    (rows,) = await _sql(
+        sql_url, f"SELECT traceparent FROM {CHANGES_TABLE} UNION ALL SELECT traceparent FROM {TRIGGER_PARKED_TABLE}"
+    )
+    assert rows == [(None,)] * 4
+    state = StateManager.from_url(sql_url, migrate="check")
+    try:
+        token = OPERATION.set(TRACEPARENT)
+        try:
+            await state.set("s", "a", {"n": 3})
+        finally:
+            OPERATION.reset(token)
+        await _sql(sql_url, f"DELETE FROM {TABLE_NAME} WHERE scope = 's' AND {k} = 'b'")  # plain SQL: no trace
+        async with state.watch("s", since=0) as changes:
+            got = [await anext(changes) for _ in range(5)]
+        (parked,) = (await state.adapter.trigger_store().status())[0].parked  # type: ignore[attr-defined]
+    finally:
+        await state.close()
+    assert [(c.event, c.key, c.traceparent) for c in got] == [
+        ("created", "a", None),
+        ("created", "b", None),
+        ("updated", "a", None),
+        ("updated", "a", TRACEPARENT),
+        ("deleted", "b", None),
+    ]
+    assert parked.change.traceparent is None
+    newest = got[-1].revision
+    await downgrade(sql_url, "0003")
+    assert await current(sql_url) == "0003"
+    assert "traceparent" not in await _columns(sql_url, CHANGES_TABLE)
+    assert "traceparent" not in await _columns(sql_url, TRIGGER_PARKED_TABLE)
+    if pg:
+        assert not await _function_reads_the_setting(sql_url)
+    # The changes are kept, and the trigger of 0003 still records (revisions never reused).
+    await _sql(sql_url, _insert(sql_url, "s", "c", True))
+    (rows,) = await _sql(sql_url, f"SELECT revision, event, {k} FROM {CHANGES_TABLE} ORDER BY revision")
+    assert [r[1:] for r in rows] == [(c.event, c.key) for c in got] + [("created", "c")]
+    assert rows[-1][0] > newest
+    await upgrade(sql_url)
+    assert await current(sql_url) == head()

@@ -83,7 +83,7 @@ async def _compare(url: str) -> list[Any]:
 
 async def test_upgrade_downgrade_upgrade(sql_url: str) -> None:
     assert await current(sql_url) is None
-    assert await pending(sql_url) == ["0001", "0002", head()]
+    assert await pending(sql_url) == ["0001", "0002", "0003", head()]
     await upgrade(sql_url)
     assert await current(sql_url) == head()
     assert await pending(sql_url) == []

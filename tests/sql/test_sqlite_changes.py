@@ -268,3 +268,94 @@ async def test_a_quiet_scope_in_a_busy_store_sees_each_of_its_changes_once(tmp_p
         assert [c.event for c in again] == ["created", "updated", "updated"]
     finally:
         await state.close()
+
+
+# --- the writer's traceparent (telemetry.OPERATION) ------------------------------------------------------------
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def _writes(state: StateManager) -> None:
+    await state.set("s", "a", {"n": 1})
+    await state.set("s", "short", 1, ttl=0.05)
+    await state.update("s", "a", [{"type": "increment", "path": "n", "by": 1}])
+    await state.set_many("s", {"m1": 1, "m2": 2})
+    assert await state.delete_many("s", ["m1"]) == 1
+    await state.delete("s", "a")
+    await asyncio.sleep(0.1)
+    await state.cleanup()
+    assert await state.clear("s") == 1
+
+
+async def test_only_a_traced_write_runs_the_statements_that_tag_its_changes(tmp_path: Path) -> None:
+    from motia_state.backends.sqlite import SQLiteAdapter
+    from motia_state.telemetry import OPERATION
+
+    state = StateManager.from_url(_url(_file(tmp_path)))
+    try:
+        await state.connect()
+        adapter = state.adapter
+        assert isinstance(adapter, SQLiteAdapter)
+        run: list[str] = []
+        assert adapter._db._conn is not None
+        adapter._db._conn.set_trace_callback(run.append)  # called in the worker thread: list.append is safe
+        await _writes(state)
+        await state.set("e", "end", 1)
+        assert run and not [s for s in run if "sqlite_sequence" in s or "traceparent" in s]
+        run.clear()
+        token = OPERATION.set(TRACEPARENT)
+        try:
+            await _writes(state)
+        finally:
+            OPERATION.reset(token)
+        assert len([s for s in run if "sqlite_sequence" in s]) == len([s for s in run if "SET traceparent" in s]) >= 7
+        await state.set("e", "end", 2)
+    finally:
+        await state.close()
+    rows = _query(_file(tmp_path), f'SELECT event, "key", traceparent FROM {CHANGES_TABLE} ORDER BY revision')
+    half = len(rows) // 2
+    assert rows[half - 1] == ("created", "end", None) and rows[-1] == ("updated", "end", None)
+    assert {r[2] for r in rows[: half - 1]} == {None}
+    assert {r[2] for r in rows[half:-1]} == {TRACEPARENT}
+    assert [r[:2] for r in rows[half:-1]] == [r[:2] for r in rows[: half - 1]]
+
+
+async def test_plain_sql_writers_in_between_traced_writes_keep_no_traceparent(tmp_path: Path) -> None:
+    """The tagging runs in the traced write's own transaction: another connection's writes are never tagged."""
+    import threading
+
+    from motia_state.telemetry import OPERATION
+
+    path = _file(tmp_path)
+    state = StateManager.from_url(_url(path))
+    await state.connect()
+    stop = threading.Event()
+
+    def plain_writer() -> None:
+        conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+        try:
+            i = 0
+            while not stop.is_set():
+                conn.execute(f"INSERT INTO {TABLE_NAME} (scope, \"key\", value) VALUES ('plain', ?, '1')", (f"p{i}",))
+                i += 1
+                time.sleep(0.001)  # a tight loop would starve the other writer of SQLite's (unfair) lock
+        finally:
+            conn.close()
+
+    writer = threading.Thread(target=plain_writer)
+    writer.start()
+    try:
+
+        async def traced_write(i: int) -> None:
+            OPERATION.set(TRACEPARENT)
+            await state.set("traced", f"t{i}", i)
+
+        for _ in range(20):
+            await asyncio.gather(*(traced_write(i) for i in range(10)))
+    finally:
+        stop.set()
+        writer.join()
+        await state.close()
+    rows = _query(path, f"SELECT scope, traceparent FROM {CHANGES_TABLE}")
+    assert {r for r in rows} == {("plain", None), ("traced", TRACEPARENT)}
+    assert len([r for r in rows if r[0] == "plain"]) > 0

@@ -8,7 +8,9 @@ what lets the adapter outrun one-statement-per-call drivers at high concurrency.
 
 The change feed (SPEC §10) is the ``motia_state_changes`` table, written by a database trigger
 (``sql/feed.py``): reads are plain queries on the pool, and a waiting reader is woken by the adapter's one
-LISTEN connection (``listener``). ``changes: off`` disables that trigger, for every process of the store.
+LISTEN connection (``listener``). ``changes: off`` disables that trigger, for every process of the store. A traced
+write (``telemetry.OPERATION`` set) sends its statement's ``*_TRACED`` variant, which also puts the traceparent
+where the trigger reads it at commit; an untraced one sends exactly the statement it always did.
 
 Production topologies (SPEC §12): ``schema:`` qualifies every table name in every statement (nothing relies
 on a session's search_path); behind a transaction pooler (``connection``: detected, or
@@ -18,20 +20,22 @@ on a session's search_path); behind a transaction pooler (``connection``: detect
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import asyncpg  # type: ignore[import-untyped]
 
-from ...adapter import Entry, StateAdapter, StateItem
-from ...changes import DEFAULT_RETENTION, Change, Event
+from ...adapter import Entry, StateAdapter, StateItem, server_attributes
+from ...changes import DEFAULT_RETENTION, Change, Event, log_compaction
 from ...errors import ChangesCompactedError, StateBackendError, StateConfigError, StateError
 from ...ops import Filter, match
 from ...sql import TABLE_NAME, check_schema, qualified
 from ...sql.connect import postgres_target
 from ...sql.feed import POSTGRES_TRIGGER, notify_channel, postgres_switch
 from ...sql.migrate import at_head
+from ...telemetry import OPERATION
 from ...urls import StoreURL, parse_url
 from ...values import decode, encode
 from .batcher import Batcher, copy_error
@@ -52,6 +56,27 @@ _IN_FLIGHT: Final = 1
 _CONTENDED_FOR: Final = 1.0  # seconds of going straight to the locking update after a lost race
 _MAX_RETRIES: Final = 50
 _log = logging.getLogger("motia_state")
+
+#: A set's statement arguments (scope, key, JSON text, ttl), and the caller's traceparent when it was traced:
+#: the untraced tuple is exactly the untraced statement's arguments.
+_SetArg = tuple[str, str, str, float | None] | tuple[str, str, str, float | None, str]
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _batch_trace(batch: Sequence[_SetArg]) -> str | None:
+    """The trace setting of one batched statement: None when no caller was traced, the traceparent when every
+    caller had the same, else the map ``{scope: {key: traceparent}}`` the trigger looks each row up in (nested,
+    not joined: a scope or key may hold any character)."""
+    traces = {a[4] for a in batch if len(a) == 5}
+    if not traces:
+        return None
+    if len(traces) == 1 and all(len(a) == 5 for a in batch):
+        return traces.pop()
+    by_scope: dict[str, dict[str, str]] = {}
+    for a in batch:
+        if len(a) == 5:
+            by_scope.setdefault(a[0], {})[a[1]] = a[4]
+    return _dumps(by_scope)
 
 
 class PostgresAdapter(StateAdapter):
@@ -98,6 +123,8 @@ class PostgresAdapter(StateAdapter):
         )
         self._connect_lock: asyncio.Lock | None = None
         self._contended_until = 0.0
+        # Whether a traced set was ever made: until then a batch of sets is not even scanned for traceparents.
+        self._sets_traced = False
         self.changes_off = not changes
         self._retention = float(changes_retention)
         self._new_batchers()
@@ -107,9 +134,7 @@ class PostgresAdapter(StateAdapter):
     def _new_batchers(self) -> None:
         # Fresh with every pool: a pool (and its batches) belongs to one event loop.
         self._gets: Batcher[tuple[str, str], Any] = Batcher(self._get_one, self._get_batch, _IN_FLIGHT)
-        self._sets: Batcher[tuple[str, str, str, float | None], Any] = Batcher(
-            self._set_one, self._set_batch, _IN_FLIGHT
-        )
+        self._sets: Batcher[_SetArg, Any] = Batcher(self._set_one, self._set_batch, _IN_FLIGHT)
 
     def _new_listener(self) -> Listener | Poller:
         # LISTEN never goes through a transaction pooler: listen_url, else polling.
@@ -133,6 +158,16 @@ class PostgresAdapter(StateAdapter):
     def __repr__(self) -> str:
         extra = "" if self._schema is None else f", schema={self._schema!r}"
         return f"PostgresAdapter({self._url.masked!r}, pool_size={self._pg.pool_size}{extra})"
+
+    def telemetry_attributes(self) -> dict[str, str | int]:
+        """``postgresql``, the table (schema-qualified with ``schema:``), the database, the first host."""
+        return server_attributes(
+            self._url,
+            "postgresql",
+            TABLE_NAME if self._schema is None else f"{self._schema}.{TABLE_NAME}",
+            self._url.path.lstrip("/") or None,
+            5432,
+        )
 
     @property
     def schema(self) -> str | None:
@@ -303,7 +338,14 @@ class PostgresAdapter(StateAdapter):
 
     async def set_entry(self, scope: str, key: str, value: Any, ttl: float | None) -> Any:
         sets = self._sets
-        arg = (scope, key, encode(value), ttl)
+        # Read here, in the caller's task: a batch runs in a task of its own.
+        trace = OPERATION.get()
+        arg: _SetArg
+        if trace:
+            arg = (scope, key, encode(value), ttl, trace)
+            self._sets_traced = True  # from now on, batches look for traced callers
+        else:
+            arg = (scope, key, encode(value), ttl)
         if self._pg.pool is None or sets.pending is not None or sets.in_flight >= _IN_FLIGHT:
             return await sets(arg)
         sets.in_flight += 1  # the direct path of _Batcher.__call__, inlined (see get)
@@ -312,25 +354,26 @@ class PostgresAdapter(StateAdapter):
         finally:
             sets.release()
 
-    async def _set_one(self, arg: tuple[str, str, str, float | None]) -> Any:
+    async def _set_one(self, arg: _SetArg) -> Any:
+        sql = self._q.SET if len(arg) == 4 else self._q.SET_TRACED
         for _ in range(_MAX_RETRIES):
-            row = await self._pg.run("fetchrow", self._q.SET, arg, read=False)
+            row = await self._pg.run("fetchrow", sql, arg, read=False)
             if row[1]:
                 old = row[0]
                 return None if old is None else decode(old)
             # Another writer created the key after this statement's snapshot: nothing was written.
         raise self._pg.error(RuntimeError(f"set of scope {arg[0]!r} key {arg[1]!r} kept racing with other writers"))
 
-    async def _set_batch(self, args: list[tuple[str, str, str, float | None]]) -> list[Any | BaseException]:
+    async def _set_batch(self, args: list[_SetArg]) -> list[Any | BaseException]:
         """Each caller's old value, or the error of its own write; a failure never hides a write that happened."""
         # A key may appear twice in one batch: rounds of distinct keys, in call order, so the later
         # write wins and each caller gets the value its write replaced.
         results: list[Any | BaseException] = [None] * len(args)
         rounds: list[list[int]] = []
         seen: dict[tuple[str, str], int] = {}
-        for i, (scope, key, _, _) in enumerate(args):
-            n = seen.get((scope, key), 0)
-            seen[(scope, key)] = n + 1
+        for i, arg in enumerate(args):
+            n = seen.get((arg[0], arg[1]), 0)
+            seen[(arg[0], arg[1])] = n + 1
             if n == len(rounds):
                 rounds.append([])
             rounds[n].append(i)
@@ -356,22 +399,22 @@ class PostgresAdapter(StateAdapter):
         return results
 
     async def _set_round(
-        self, args: list[tuple[str, str, str, float | None]], members: list[int], results: list[Any | BaseException]
+        self, args: list[_SetArg], members: list[int], results: list[Any | BaseException]
     ) -> tuple[list[int], StateBackendError | None]:
         """Write ``members`` (distinct keys); on failure, return the unwritten indices and the error."""
         todo = {(args[i][0], args[i][1]): i for i in members}
         for _ in range(_MAX_RETRIES):
             batch = [args[i] for i in todo.values()]
+            arrays = ([a[0] for a in batch], [a[1] for a in batch], [a[2] for a in batch], [a[3] for a in batch])
+            trace = _batch_trace(batch) if self._sets_traced else None
             try:
-                rows = await self._pg.run(
-                    "fetch",
-                    self._q.SET_BATCH,
-                    ([a[0] for a in batch], [a[1] for a in batch], [a[2] for a in batch], [a[3] for a in batch]),
-                    read=False,
-                )
+                if trace is None:
+                    rows = await self._pg.run("fetch", self._q.SET_BATCH, arrays, read=False)
+                else:
+                    rows = await self._pg.run("fetch", self._q.SET_BATCH_TRACED, (*arrays, trace), read=False)
             except StateBackendError as exc:
                 return list(todo.values()), exc
-            for scope, key, old, written in rows:
+            for scope, key, old, written in rows if trace is None else (r[:4] for r in rows):
                 if written:
                     results[todo.pop((scope, key))] = None if old is None else decode(old)
             if not todo:
@@ -382,7 +425,11 @@ class PostgresAdapter(StateAdapter):
         await self.delete_entry(scope, key)
 
     async def delete_entry(self, scope: str, key: str) -> Any:
-        row = await self._pg.run("fetchrow", self._q.DELETE, (scope, key), read=False)
+        trace = OPERATION.get()
+        if trace:
+            row = await self._pg.run("fetchrow", self._q.DELETE_TRACED, (scope, key, trace), read=False)
+        else:
+            row = await self._pg.run("fetchrow", self._q.DELETE, (scope, key), read=False)
         if row is None or not row[1]:
             return None
         return decode(row[0])
@@ -390,22 +437,23 @@ class PostgresAdapter(StateAdapter):
     async def update_entry(
         self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
     ) -> tuple[Any, Any]:
+        trace = OPERATION.get()
         loop = asyncio.get_running_loop()
         if loop.time() >= self._contended_until:
             for _ in range(_OPTIMISTIC_TRIES):
-                done = await self._update_optimistic(scope, key, apply, ttl_if_new)
+                done = await self._update_optimistic(scope, key, apply, ttl_if_new, trace)
                 if done is not None:
                     return done
             # Lost races: writers are contending; lock first for a while (cheaper than failing again).
             self._contended_until = loop.time() + _CONTENDED_FOR
         for _ in range(_MAX_RETRIES):
-            done = await self._update_locked(scope, key, apply, ttl_if_new)
+            done = await self._update_locked(scope, key, apply, ttl_if_new, trace)
             if done is not None:
                 return done
         raise self._pg.error(RuntimeError(f"update of scope {scope!r} key {key!r} kept racing with other writers"))
 
     async def _update_optimistic(
-        self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
+        self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None, trace: str | None
     ) -> tuple[Any, Any] | None:
         """Read the row and its version, write only if unchanged; None when another writer came first."""
         # Straight to the pool (the hot path of update at low concurrency); _again handles failures.
@@ -426,6 +474,10 @@ class PostgresAdapter(StateAdapter):
             sql, args = self._q.CAS_LIVE, (scope, key, text, row[2])
         else:  # expired: the entry starts again, with the expiry of a new one
             sql, args = self._q.CAS_EXPIRED, (scope, key, text, row[2], ttl_if_new)
+        if trace:  # the same statement, answering the same, that also sets the traceparent
+            q = self._q
+            sql = q.INSERT_NEW_TRACED if row is None else q.CAS_LIVE_TRACED if live else q.CAS_EXPIRED_TRACED
+            args = (*args, trace)
         try:
             ok = await pool.fetchval(sql, *args)
         except DRIVER_ERRORS as exc:
@@ -433,12 +485,14 @@ class PostgresAdapter(StateAdapter):
         return None if ok is None else (old, new)
 
     async def _update_locked(
-        self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
+        self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None, trace: str | None
     ) -> tuple[Any, Any] | None:
         """The same under the row lock, in one transaction; None when a new key was created meanwhile."""
         pool = await self._pg.require()
         try:
             async with pool.acquire() as conn, conn.transaction():
+                if trace:
+                    await conn.fetchval(self._q.TRACE, trace)
                 row = await conn.fetchrow(self._q.READ_LOCKED, scope, key)
                 live = row is not None and row[1]
                 old = decode(row[0]) if live else None
@@ -467,13 +521,20 @@ class PostgresAdapter(StateAdapter):
     # --- scopes ---------------------------------------------------------------------------------------
 
     async def clear(self, scope: str) -> int:
+        trace = OPERATION.get()
+        if trace:
+            return int(await self._pg.run("fetchval", self._q.CLEAR_TRACED, (scope, trace), read=False))
         return int(await self._pg.run("fetchval", self._q.CLEAR, (scope,), read=False))
 
     async def cleanup(self) -> int:
+        trace = OPERATION.get()
         removed = 0
         while True:
-            status = await self._pg.run("execute", self._q.CLEANUP, (), read=False)
-            n = int(status.rsplit(" ", 1)[-1])
+            if trace:
+                n = int(await self._pg.run("fetchval", self._q.CLEANUP_TRACED, (trace,), read=False))
+            else:
+                status = await self._pg.run("execute", self._q.CLEANUP, (), read=False)
+                n = int(status.rsplit(" ", 1)[-1])
             removed += n
             if n < CLEANUP_BATCH:
                 break
@@ -482,9 +543,13 @@ class PostgresAdapter(StateAdapter):
 
     async def _compact(self) -> None:
         """Delete the changes older than ``changes_retention``, one bounded batch at a time."""
+        total = 0
         while True:
             status = await self._pg.run("execute", self._q.COMPACT, (self._retention,), read=False)
-            if int(status.rsplit(" ", 1)[-1]) < COMPACT_BATCH:
+            removed = int(status.rsplit(" ", 1)[-1])
+            total += removed
+            if removed < COMPACT_BATCH:
+                log_compaction(self._url.masked, total, self._retention)
                 return
 
     # --- the change feed ------------------------------------------------------------------------------
@@ -533,6 +598,7 @@ class PostgresAdapter(StateAdapter):
                 None if r[5] is None else decode(r[5]),
                 None if r[6] is None else decode(r[6]),
                 r[7],
+                r[8],
             )
             for r in rows
             if r[1] is not None
@@ -564,12 +630,20 @@ class PostgresAdapter(StateAdapter):
         return {r[0]: decode(r[1]) for r in rows}
 
     async def set_many(self, scope: str, mapping: Mapping[str, Any], ttl: float | None) -> None:
+        trace = OPERATION.get()
         keys = list(mapping)
-        await self._pg.run(
-            "execute", self._q.SET_MANY, (scope, keys, [encode(mapping[k]) for k in keys], ttl), read=False
-        )
+        args = (scope, keys, [encode(mapping[k]) for k in keys], ttl)
+        if trace:
+            await self._pg.run("execute", self._q.SET_MANY_TRACED, (*args, trace), read=False)
+        else:
+            await self._pg.run("execute", self._q.SET_MANY, args, read=False)
 
     async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
+        trace = OPERATION.get()
+        if trace:
+            return int(
+                await self._pg.run("fetchval", self._q.DELETE_MANY_TRACED, (scope, list(keys), trace), read=False)
+            )
         return int(await self._pg.run("fetchval", self._q.DELETE_MANY, (scope, list(keys)), read=False))
 
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from ...ops import Filter
 from ...sql import CHANGES_TABLE, TABLE_NAME, VERSION_TABLE, qualified, quote_literal
-from ...sql.feed import POSTGRES_TRIGGER
+from ...sql.feed import POSTGRES_TRIGGER, TRACE_SETTING
 from .filters import compile_filters
 
 __all__ = ["CLEANUP_BATCH", "COMPACT_BATCH", "Statements", "statements"]
@@ -31,6 +31,18 @@ CLEANUP_BATCH: Final = 5000
 COMPACT_BATCH: Final = 5000
 
 
+def trace(n: int) -> str:
+    """The expression putting parameter ``$n`` (a traceparent, or a batch's JSON map) where the change trigger
+    reads it at commit (``sql/feed.py``). Transaction-local: behind a transaction pooler nothing outlives the
+    statement's own transaction. It must be evaluated, not just written: in an emitted row's column."""
+    return f"set_config('{TRACE_SETTING}', ${n}::text, true)"
+
+
+def traced(dml: str, n: int) -> str:
+    """A statement without a result (``dml``, no RETURNING) that also sets the traceparent ``$n``."""
+    return f"WITH w AS ({dml}) SELECT {trace(n)}"
+
+
 class Statements:
     """Every statement of the adapter, for the tables of one schema (None: those on the search_path)."""
 
@@ -44,10 +56,10 @@ class Statements:
             # One statement, so one snapshot: the oldest revision kept and the changes read agree (a compaction
             # committing in between cannot make a gap look like nothing). The outer row exists even with no change.
             return f"""
-SELECT o.oldest, c.revision, c.event, c.scope, c.key, c.old_value, c.new_value, c.at
+SELECT o.oldest, c.revision, c.event, c.scope, c.key, c.old_value, c.new_value, c.at, c.traceparent
 FROM (SELECT min(revision) AS oldest FROM {C}) o
 LEFT JOIN LATERAL (
-    SELECT revision, event, scope, key, old_value, new_value, at FROM {C}
+    SELECT revision, event, scope, key, old_value, new_value, at, traceparent FROM {C}
     WHERE revision > $1{where} ORDER BY revision LIMIT $2
 ) c ON true
 ORDER BY c.revision
@@ -65,7 +77,8 @@ ORDER BY c.revision
         # row was seen: if another writer inserted the key after this statement's snapshot, nothing is written
         # ("written" is false) and the caller runs the statement again, so the old value returned is always the
         # one this write replaced.
-        self.SET = f"""
+        def set_(extra: str) -> str:
+            return f"""
         WITH old AS (
             SELECT value, {LIVE} AS live FROM {T} WHERE scope = $1 AND key = $2 FOR UPDATE
         ), ins AS (
@@ -76,12 +89,18 @@ ORDER BY c.revision
             WHERE EXISTS (SELECT 1 FROM old)
             RETURNING 1
         )
-        SELECT (SELECT value FROM old WHERE live) AS old, EXISTS (SELECT 1 FROM ins) AS written
+        SELECT (SELECT value FROM old WHERE live) AS old, EXISTS (SELECT 1 FROM ins) AS written{extra}
         """
+
+        self.SET = set_("")
+        # Traced writes (the calling operation's traceparent, telemetry.OPERATION, set) send these variants, with
+        # the traceparent as one more parameter; the others never pay for it.
+        self.SET_TRACED = set_(", " + trace(5))
 
         # The same for distinct keys at once; rows are locked and inserted in one (code point) order so that
         # concurrent batches cannot deadlock each other.
-        self.SET_BATCH = f"""
+        def set_batch(extra: str) -> str:
+            return f"""
         WITH input AS (
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[]) AS t(scope, key, value, ttl)
         ), old AS (
@@ -98,11 +117,15 @@ ORDER BY c.revision
             WHERE EXISTS (SELECT 1 FROM old o WHERE o.scope = m.scope AND o.key = m.key)
             RETURNING m.scope, m.key
         )
-        SELECT t.scope, t.key, CASE WHEN o.live THEN o.value END AS old, w.key IS NOT NULL AS written
+        SELECT t.scope, t.key, CASE WHEN o.live THEN o.value END AS old, w.key IS NOT NULL AS written{extra}
         FROM input t
         LEFT JOIN old o ON o.scope = t.scope AND o.key = t.key
         LEFT JOIN ins w ON w.scope = t.scope AND w.key = t.key
         """
+
+        self.SET_BATCH = set_batch("")
+        # $5: one traceparent for every row, or the JSON map {scope: {key: traceparent}} of a batch of callers.
+        self.SET_BATCH_TRACED = set_batch(", " + trace(5))
 
         self.SET_MANY = f"""
         INSERT INTO {T} AS m (scope, key, value, expires_at, created_at, updated_at)
@@ -111,14 +134,27 @@ ORDER BY c.revision
         ON CONFLICT (scope, key) DO UPDATE
         SET value = excluded.value, expires_at = excluded.expires_at, updated_at = now(), {CREATED_ON_CONFLICT}
         """
+        self.SET_MANY_TRACED = traced(self.SET_MANY, 5)
 
         self.DELETE = f"DELETE FROM {T} WHERE scope = $1 AND key = $2 RETURNING value, {LIVE} AS live"
+        self.DELETE_TRACED = (
+            f"WITH d AS ({self.DELETE}) SELECT value, live, {trace(3)} FROM d"  # no row: nothing deleted, no change
+        )
         self.DELETE_MANY = f"""
         WITH d AS (DELETE FROM {T} WHERE scope = $1 AND key = ANY($2::text[]) RETURNING expires_at)
         SELECT count(*) FROM d WHERE {LIVE}
         """
+        # One row whatever was deleted: expired rows removed record changes too.
+        self.DELETE_MANY_TRACED = f"""
+        WITH d AS (DELETE FROM {T} WHERE scope = $1 AND key = ANY($2::text[]) RETURNING expires_at)
+        SELECT (SELECT count(*) FROM d WHERE {LIVE}), {trace(3)}
+        """
         self.CLEAR = (
             f"WITH d AS (DELETE FROM {T} WHERE scope = $1 RETURNING expires_at) SELECT count(*) FROM d WHERE {LIVE}"
+        )
+        self.CLEAR_TRACED = (
+            f"WITH d AS (DELETE FROM {T} WHERE scope = $1 RETURNING expires_at)"
+            f" SELECT (SELECT count(*) FROM d WHERE {LIVE}), {trace(2)}"
         )
         # ctid = ANY(ARRAY(...)) is a TID scan: each batch touches only the rows it deletes. SKIP LOCKED lets
         # many cleaners run at once, each on different rows.
@@ -127,6 +163,10 @@ ORDER BY c.revision
             SELECT ctid FROM {T} WHERE expires_at <= now() LIMIT {CLEANUP_BATCH} FOR UPDATE SKIP LOCKED
         )) AND expires_at <= now()
         """
+        # The same, answering the count as a row (fetchval) rather than as the command status.
+        self.CLEANUP_TRACED = (
+            f"WITH d AS ({self.CLEANUP.strip()} RETURNING 1) SELECT (SELECT count(*) FROM d), {trace(1)}"
+        )
 
         self.GET_MANY = f"SELECT key, value FROM {T} WHERE scope = $1 AND key = ANY($2::text[]) AND {LIVE}"
         self.KEYS = f"SELECT key FROM {T} WHERE scope = $1 AND {LIVE}"
@@ -159,6 +199,12 @@ ORDER BY c.revision
             f"UPDATE {T} SET value = $3::jsonb, expires_at = {EXPIRY.format(ttl='$4')}, created_at = now(),"
             " updated_at = now() WHERE scope = $1 AND key = $2"
         )
+        # Traced: the same answer (1, or no row when nothing was written), the traceparent set when written.
+        self.CAS_LIVE_TRACED = f"WITH w AS ({self.CAS_LIVE}) SELECT 1, {trace(5)} FROM w"
+        self.CAS_EXPIRED_TRACED = f"WITH w AS ({self.CAS_EXPIRED}) SELECT 1, {trace(6)} FROM w"
+        self.INSERT_NEW_TRACED = f"WITH w AS ({self.INSERT_NEW}) SELECT 1, {trace(5)} FROM w"
+        # The locked update is a transaction of several statements: its first one sets the traceparent.
+        self.TRACE = f"SELECT {trace(1)}"
 
         # The head of an items() query: the conditions, ORDER BY and LIMIT are appended to it.
         self.ITEMS = f"SELECT scope, key, value, expires_at FROM {T} WHERE {LIVE}"

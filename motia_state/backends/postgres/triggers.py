@@ -28,7 +28,7 @@ LEASE: Final = "now() + {s}::float8 * interval '1 second'"
 FREE: Final = "(owner IS NULL OR lease_until IS NULL OR lease_until <= now())"
 
 _PARKED_COLUMNS: Final = "p.name, p.revision, p.event, p.scope, p.key, p.old_value::text, p.new_value::text, p.at, \
-p.error, p.attempts, p.parked_at, p.retry"
+p.error, p.attempts, p.parked_at, p.retry, p.traceparent"
 
 
 class TriggerStatements:
@@ -140,12 +140,13 @@ class TriggerStatements:
         # Values as the change feed keeps them: JSON text cast to jsonb, SQL NULL for an absent one.
         self.PARK = f"""
         INSERT INTO {PK} AS p
-            (name, revision, event, scope, key, old_value, new_value, at, error, attempts, parked_at, retry)
-        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, now(), false)
+            (name, revision, event, scope, key, old_value, new_value, at, error, attempts, parked_at, retry,
+             traceparent)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, now(), false, $11)
         ON CONFLICT (name, revision) DO UPDATE SET
             event = excluded.event, scope = excluded.scope, key = excluded.key, old_value = excluded.old_value,
             new_value = excluded.new_value, at = excluded.at, error = excluded.error, attempts = excluded.attempts,
-            parked_at = now(), retry = false
+            parked_at = now(), retry = false, traceparent = excluded.traceparent
         """
 
         self.UNPARK = f"DELETE FROM {PK} WHERE name = $1 AND revision = $2"
@@ -186,7 +187,7 @@ def _value(text: str | None) -> Any:
 
 
 def _parked(row: Any, retry: bool | None = None) -> Parked:
-    change = Change(row[1], cast(Event, row[2]), row[3], row[4], _value(row[5]), _value(row[6]), row[7])
+    change = Change(row[1], cast(Event, row[2]), row[3], row[4], _value(row[5]), _value(row[6]), row[7], row[12])
     return Parked(row[0], change, row[8], row[9], row[10], row[11] if retry is None else retry)
 
 
@@ -266,7 +267,19 @@ class PostgresTriggerStore:
     async def park(self, name: str, change: Change, error: str, attempts: int) -> None:
         old = None if change.old_value is None else encode(change.old_value)
         new = None if change.new_value is None else encode(change.new_value)
-        args = (name, change.revision, change.event, change.scope, change.key, old, new, change.at, error, attempts)
+        args = (
+            name,
+            change.revision,
+            change.event,
+            change.scope,
+            change.key,
+            old,
+            new,
+            change.at,
+            error,
+            attempts,
+            change.traceparent,  # kept with the copy: a retried handler still links to the write
+        )
         await self._pg.run("execute", self._q.PARK, args, read=True)  # an upsert: safe to repeat
 
     async def unpark(self, name: str, revision: int) -> None:

@@ -13,7 +13,8 @@ strings by itself, so an ``expired`` change is recorded where the index shows on
 expired member, or ``delete``/``delete_many``/``clear`` meeting a member whose string is gone (its old value
 then is None; Redis no longer has it). A write over an expired entry records only ``created``. A watch reads
 with XRANGE and waits with ``XREAD BLOCK`` on the server, on a pool of its own; ``cleanup()`` compacts.
-The counter, the global stream and the stream registry are in other slots than the scopes.
+The counter, the global stream and the stream registry are in other slots than the scopes. A traced write's
+changes carry its traceparent as one more field, ``p`` (``scripts.recorder``); an untraced write sends nothing more.
 
 On a Redis Cluster (``redis+cluster://``) no script may touch two slots, so the feed is kept per scope: the
 scope's stream alone, written by the same script as the entries, with the stream entry's own ID as the revision
@@ -36,10 +37,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from ...adapter import Entry, StateAdapter, StateItem
-from ...changes import DEFAULT_RETENTION, Change
+from ...adapter import Entry, StateAdapter, StateItem, server_attributes
+from ...changes import DEFAULT_RETENTION, Change, log_compaction
 from ...errors import ChangesCompactedError, StateBackendError, StateConfigError
 from ...ops import Filter, match
+from ...telemetry import OPERATION
 from ...urls import StoreURL, parse_url
 from ...values import decode, encode
 from . import scripts
@@ -131,6 +133,11 @@ class RedisBase(StateAdapter):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._url.masked!r}, key_prefix={self._prefix!r})"
+
+    def telemetry_attributes(self) -> dict[str, str | int]:
+        """``redis``, the key prefix (the store's "collection"), the database number, the first host."""
+        database = self._url.path.lstrip("/") or dict(self._url.query).get("db") or "0"
+        return server_attributes(self._url, "redis", self._prefix, None if self.cluster else database, 6379)
 
     @property
     def pool_size(self) -> int:
@@ -231,10 +238,20 @@ class RedisAdapter(RedisBase):
         return self._keys.changes if scope is None else self._keys.stream(scope)
 
     def _script(
-        self, script: scripts.Script, keys: tuple[Any, ...], args: tuple[Any, ...], scope: str, *rest: Any
+        self,
+        script: scripts.Script,
+        keys: tuple[Any, ...],
+        args: tuple[Any, ...],
+        scope: str,
+        trace: str | None,
+        *rest: Any,
     ) -> Command:
         """EVALSHA of a writing script: its own keys and args, then the change feed's (scripts.recorder),
-        then ``rest``. With ``changes: off`` it gets no extra keys and a blank flag: it records nothing."""
+        then ``rest``. With ``changes: off`` it gets no extra keys and a blank flag: it records nothing.
+
+        ``trace``: the calling operation's traceparent (``telemetry.OPERATION``, read in the caller's task);
+        when set, the recorder is told so and gets it as one more argument, to keep with every change.
+        """
         if self.cluster:
             script = scripts.CLUSTER_OF[script]
         if self.changes_off:
@@ -242,7 +259,11 @@ class RedisAdapter(RedisBase):
         all_keys, extra_args = self._keys.recording(scope)
         # On a Cluster only the scope stream, in the scope's slot.
         extra_keys: tuple[str, ...] = all_keys[1:2] if self.cluster else all_keys
-        return ("EVALSHA", script.sha, len(keys) + len(extra_keys), *keys, *extra_keys, *args, *extra_args, *rest)
+        n = len(keys) + len(extra_keys)
+        if trace:
+            _, scope_arg, tag = extra_args
+            return ("EVALSHA", script.sha, n, *keys, *extra_keys, *args, "t", scope_arg, tag, trace, *rest)
+        return ("EVALSHA", script.sha, n, *keys, *extra_keys, *args, *extra_args, *rest)
 
     def _registered(self, scope: str, *commands: Command) -> list[Command]:
         """``commands`` and, on a Cluster while recording, the scope stream's registry entry (outside the script:
@@ -273,7 +294,11 @@ class RedisAdapter(RedisBase):
                 self._registered(
                     scope,
                     self._script(
-                        scripts.SET, (self._keys.entry(scope, key), tag), (encode(value), key, ttl_ms(ttl)), scope
+                        scripts.SET,
+                        (self._keys.entry(scope, key), tag),
+                        (encode(value), key, ttl_ms(ttl)),
+                        scope,
+                        OPERATION.get(),
                     ),
                     ("SADD", self._keys.registry, scope),
                 ),
@@ -290,7 +315,8 @@ class RedisAdapter(RedisBase):
         old = (
             await self._conn.run(
                 self._registered(
-                    scope, self._script(scripts.DELETE, (self._keys.entry(scope, key), tag), (key,), scope)
+                    scope,
+                    self._script(scripts.DELETE, (self._keys.entry(scope, key), tag), (key,), scope, OPERATION.get()),
                 ),
                 idempotent=False,
             )
@@ -303,17 +329,18 @@ class RedisAdapter(RedisBase):
         tag = self._keys.index(scope)
         ekey = self._keys.entry(scope, key)
         new_ttl = ttl_ms(ttl_if_new)
+        trace = OPERATION.get()  # once, here in the caller's task: write() may run several times
 
         async def write(text: bytes | None, new_text: str) -> Any:
             if text is None:
                 commands = self._registered(
                     scope,
-                    self._script(scripts.CAS, (ekey, tag), ("0", "", new_text, key, new_ttl), scope),
+                    self._script(scripts.CAS, (ekey, tag), ("0", "", new_text, key, new_ttl), scope, trace),
                     ("SADD", self._keys.registry, scope),
                 )
             else:
                 commands = self._registered(
-                    scope, self._script(scripts.CAS, (ekey, tag), ("1", text, new_text, key, new_ttl), scope)
+                    scope, self._script(scripts.CAS, (ekey, tag), ("1", text, new_text, key, new_ttl), scope, trace)
                 )
             return (await self._conn.run(commands, idempotent=False))[0]
 
@@ -326,7 +353,10 @@ class RedisAdapter(RedisBase):
         return int(
             (
                 await self._conn.run(
-                    self._registered(scope, self._script(scripts.CLEAR, (tag,), (self._keys.entries(scope),), scope)),
+                    self._registered(
+                        scope,
+                        self._script(scripts.CLEAR, (tag,), (self._keys.entries(scope),), scope, OPERATION.get()),
+                    ),
                     idempotent=False,
                 )
             )[0]
@@ -448,6 +478,7 @@ class RedisAdapter(RedisBase):
         pruned by exactly one script, so the counts add up, and records its ``expired`` change once).
         Returns the entries removed.
         """
+        trace = OPERATION.get()
         removed = 0
         cursor: int | bytes = 0
         while True:
@@ -458,7 +489,7 @@ class RedisAdapter(RedisBase):
             empty: list[str] = []
             while pending:
                 commands = [
-                    self._script(scripts.CLEANUP, (self._keys.index(s),), (self._keys.entries(s), _CHUNK), s)
+                    self._script(scripts.CLEANUP, (self._keys.index(s),), (self._keys.entries(s), _CHUNK), s, trace)
                     for s in pending
                 ]
                 for s in pending:
@@ -489,13 +520,16 @@ class RedisAdapter(RedisBase):
         floor after reading, so a change is never trimmed unseen by a watch that does not raise.
         """
         compact_args = (self._retention_ms, _CHUNK)
+        total = 0
         while True:
             pruned, floor = await self._conn.one(
                 ("EVALSHA", scripts.COMPACT.sha, 2, self._keys.changes, self._keys.changes_floor, *compact_args),
                 idempotent=True,
             )
+            total += int(pruned)
             if int(pruned) < _CHUNK:
                 break
+        log_compaction(self._url.masked, total, self._retention_ms / 1000)
         while True:
             tags = await self._conn.one(
                 ("ZRANGEBYSCORE", self._keys.changes_scopes, "-inf", floor, "LIMIT", 0, _SCOPE_BATCH), idempotent=True
@@ -553,6 +587,7 @@ class RedisAdapter(RedisBase):
                 ],
                 idempotent=True,
             )
+            log_compaction(self._url.masked, sum(int(n) for n, _ in replies), self._retention_ms / 1000)
             gone: list[str] = []
             kept: list[Command] = []
             for tag, (_, first) in zip(tags, replies, strict=True):
@@ -691,7 +726,7 @@ class RedisAdapter(RedisBase):
             fields = dict(zip(flat[0::2], flat[1::2], strict=True))
             if wanted is not None and fields[b"k"] != wanted:
                 continue
-            old, new = fields.get(b"o"), fields.get(b"n")
+            old, new, trace = fields.get(b"o"), fields.get(b"n"), fields.get(b"p")
             out.append(
                 Change(
                     self._revision_of(entry_id),
@@ -701,6 +736,7 @@ class RedisAdapter(RedisBase):
                     None if old is None else decode(old),
                     None if new is None else decode(new),
                     datetime.fromtimestamp(int(fields[b"t"]) / 1000, UTC),
+                    None if trace is None else _text(trace),
                 )
             )
         return out
@@ -734,7 +770,9 @@ class RedisAdapter(RedisBase):
         await self._conn.run(
             self._registered(
                 scope,
-                self._script(scripts.SET_MANY, (tag,), (self._keys.entries(scope), ttl_ms(ttl)), scope, *args),
+                self._script(
+                    scripts.SET_MANY, (tag,), (self._keys.entries(scope), ttl_ms(ttl)), scope, OPERATION.get(), *args
+                ),
                 ("SADD", self._keys.registry, scope),
             ),
             # Re-running writes the same values again, but would record the changes twice.
@@ -747,7 +785,10 @@ class RedisAdapter(RedisBase):
             (
                 await self._conn.run(
                     self._registered(
-                        scope, self._script(scripts.DELETE_MANY, (tag,), (self._keys.entries(scope),), scope, *keys)
+                        scope,
+                        self._script(
+                            scripts.DELETE_MANY, (tag,), (self._keys.entries(scope),), scope, OPERATION.get(), *keys
+                        ),
                     ),
                     idempotent=False,
                 )

@@ -34,6 +34,12 @@ def recorder(keys: int, args: int, *, cluster: bool = False) -> str:
     both streams under it; it runs before the script's writes, so an error in it leaves the entries untouched.
     Values are the JSON texts as stored: nothing is re-encoded, numbers stay exact.
 
+    A traced write (the calling operation's traceparent known) passes ``'t'`` instead of ``'1'`` and the
+    traceparent as one more ARGV after those three; every change then carries it as field ``p``. An untraced
+    write's arguments are exactly as before. The script's own trailing ARGV (``set_many``'s pairs,
+    ``delete_many``'s keys) start at ``rec_tail``, after whichever the recorder took. The field ``t`` stays the
+    last one of every change (compaction reads it there).
+
     ``cluster``: the Redis Cluster variant, whose script may touch the scope's slot only. Its only extra KEY is
     the scope stream (the ARGV are the same; scope and tag go unused); the revision is the stream entry's ID, which
     Redis makes greater than every earlier one of the stream (``*``: server time in ms, then a sequence): the
@@ -43,7 +49,9 @@ def recorder(keys: int, args: int, *, cluster: bool = False) -> str:
     k, a = keys, args
     if cluster:
         return f"""
-local rec = ARGV[{a + 1}] == '1'
+local rec = ARGV[{a + 1}] ~= ''
+local rec_p = ARGV[{a + 1}] == 't' and ARGV[{a + 4}] or nil
+local rec_tail = rec_p and {a + 5} or {a + 4}
 local rec_now
 local rec_ms
 local rec_seq
@@ -55,6 +63,7 @@ local function record(ev, key, old, new)
   local f = {{'e', ev, 'k', key}}
   if old then f[#f + 1] = 'o'; f[#f + 1] = old end
   if new then f[#f + 1] = 'n'; f[#f + 1] = new end
+  if rec_p then f[#f + 1] = 'p'; f[#f + 1] = rec_p end
   f[#f + 1] = 't'; f[#f + 1] = rec_now
   if not rec_ms then
     local id = redis.call('XADD', KEYS[{k + 1}], '*', unpack(f))
@@ -74,7 +83,9 @@ local function record(ev, key, old, new)
 end
 """
     return f"""
-local rec = ARGV[{a + 1}] == '1'
+local rec = ARGV[{a + 1}] ~= ''
+local rec_p = ARGV[{a + 1}] == 't' and ARGV[{a + 4}] or nil
+local rec_tail = rec_p and {a + 5} or {a + 4}
 local rec_now
 local rec_first
 local function record(ev, key, old, new)
@@ -87,6 +98,7 @@ local function record(ev, key, old, new)
   local f = {{'e', ev, 'k', key}}
   if old then f[#f + 1] = 'o'; f[#f + 1] = old end
   if new then f[#f + 1] = 'n'; f[#f + 1] = new end
+  if rec_p then f[#f + 1] = 'p'; f[#f + 1] = rec_p end
   f[#f + 1] = 't'; f[#f + 1] = rec_now
   redis.call('XADD', KEYS[{k + 2}], id, unpack(f))
   redis.call('XADD', KEYS[{k + 3}], id, 's', ARGV[{a + 2}], unpack(f))
@@ -273,9 +285,9 @@ return n
 """,
 )
 
-# KEYS[1] index; ARGV[1] entry-key prefix; ARGV[2] ttl ms ('' = none); recording ARGV[3..5]; ARGV[6..] key,
-# text pairs. The index is written first: if it has the wrong type the script fails before any entry is
-# touched (and before anything is recorded; MGET, unlike GET, never fails on a key of another type).
+# KEYS[1] index; ARGV[1] entry-key prefix; ARGV[2] ttl ms ('' = none); recording ARGV[3..5] (traced: 3..6); from
+# ARGV[rec_tail], key, text pairs. The index is written first: if it has the wrong type the script fails before
+# any entry is touched (and before anything is recorded; MGET, unlike GET, never fails on a key of another type).
 SET_MANY, CLUSTER_SET_MANY = _writing(
     1,
     2,
@@ -286,13 +298,13 @@ if ARGV[2] ~= '' then
   score = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]))
 end
 local z = {}
-for i = 6, #ARGV, 2 do
+for i = rec_tail, #ARGV, 2 do
   z[#z + 1] = score
   z[#z + 1] = ARGV[i]
 end
 for i = 1, #z, 1000 do redis.call('ZADD', KEYS[1], unpack(z, i, math.min(i + 999, #z))) end
 if rec then
-  for i = 6, #ARGV, 2000 do
+  for i = rec_tail, #ARGV, 2000 do
     local keys = {}
     for j = i, math.min(i + 1999, #ARGV), 2 do keys[#keys + 1] = ARGV[1] .. ARGV[j] end
     local got = redis.call('MGET', unpack(keys))
@@ -302,7 +314,7 @@ if rec then
     end
   end
 end
-for i = 6, #ARGV, 2 do
+for i = rec_tail, #ARGV, 2 do
   if ARGV[2] == '' then
     redis.call('SET', ARGV[1] .. ARGV[i], ARGV[i + 1])
   else
@@ -313,8 +325,8 @@ return 1
 """,
 )
 
-# KEYS[1] index; ARGV[1] entry-key prefix; recording ARGV[2..4]; ARGV[5..] keys. Returns how many live
-# entries were removed. Recording: ``deleted`` per live entry, ``expired`` per member Redis already dropped,
+# KEYS[1] index; ARGV[1] entry-key prefix; recording ARGV[2..4] (traced: 2..5); ARGV[rec_tail..] keys. Returns how
+# many live entries were removed. Recording: ``deleted`` per live entry, ``expired`` per member Redis already dropped,
 # once per key even when a key is named twice.
 DELETE_MANY, CLUSTER_DELETE_MANY = _writing(
     1,
@@ -322,7 +334,7 @@ DELETE_MANY, CLUSTER_DELETE_MANY = _writing(
     """
 local n = 0
 local seen = {}
-for i = 5, #ARGV, 1000 do
+for i = rec_tail, #ARGV, 1000 do
   local keys = {}
   local members = {}
   for j = i, math.min(i + 999, #ARGV) do

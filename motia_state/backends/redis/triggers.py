@@ -49,7 +49,7 @@ def _done(raw: bytes | None) -> frozenset[int]:
 
 def _record(change: Change, error: str, attempts: int) -> bytes:
     """A parked change's JSON text, open at its last member ``parked_at`` (the script adds the server time)."""
-    fields = (
+    fields: tuple[tuple[str, str], ...] = (
         ("revision", str(change.revision)),
         ("event", _quote(change.event)),
         ("scope", _quote(change.scope)),
@@ -58,6 +58,8 @@ def _record(change: Change, error: str, attempts: int) -> bytes:
         ("old_value", encode(change.old_value)),
         ("new_value", encode(change.new_value)),
     )
+    if change.traceparent is not None:  # kept with the copy: a retried handler still links to the write
+        fields += (("traceparent", _quote(change.traceparent)),)
     inner = ",".join(f'"{f}":{v}' for f, v in fields)
     return f'{{"change":{{{inner}}},"error":{_quote(error)},"attempts":{attempts:d},"parked_at":'.encode()
 
@@ -74,6 +76,7 @@ def _parked(name: str, text: bytes, retry: bool) -> Parked:
         c["old_value"],
         c["new_value"],
         datetime.fromisoformat(c["at"]),
+        c.get("traceparent"),  # absent from a record parked before traceparents (or of an untraced write)
     )
     parked_at = utc_from_epoch(int(record["parked_at"]) / 1000)
     return Parked(name, change, str(record["error"]), int(record["attempts"]), parked_at, retry)

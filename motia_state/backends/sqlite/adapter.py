@@ -23,6 +23,7 @@ from ...errors import StateConfigError
 from ...ops import Filter
 from ...sql.connect import sqlite_path
 from ...sql.migrate import at_head
+from ...telemetry import OPERATION
 from ...urls import StoreURL, parse_url
 from ...values import encode
 from .operations import (
@@ -42,6 +43,7 @@ from .operations import (
     op_revision,
     op_set,
     op_set_many,
+    op_traced,
     op_ttl,
     op_update,
     op_values,
@@ -146,6 +148,15 @@ class SQLiteAdapter(StateAdapter):
 
     # --- the hooks -------------------------------------------------------------------------------------
 
+    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Queue the write ``fn(conn, now, *args)``. Of a traced operation (telemetry.OPERATION holds its
+        traceparent, read here in the caller's task), as op_traced: its changes get the traceparent in the same
+        transaction. Untraced, or with changes: off (nothing recorded to give it to), the plain job."""
+        trace = OPERATION.get()
+        if trace and not self.changes_off:
+            return await self._call(WRITE, op_traced, trace, fn, *args)
+        return await self._call(WRITE, fn, *args)
+
     async def get(self, scope: str, key: str) -> Any:
         """The live value or None."""
         return await self._call(READ, op_get, scope, key)
@@ -157,35 +168,39 @@ class SQLiteAdapter(StateAdapter):
 
     async def set(self, scope: str, key: str, value: Any) -> None:
         """Store ``value`` with no expiry."""
-        await self._call(WRITE, op_set, scope, key, encode(value), None)
+        await self._write(op_set, scope, key, encode(value), None)
 
     async def set_entry(self, scope: str, key: str, value: Any, ttl: float | None) -> Any:
         """Write and return the old live value, in one transaction."""
-        return await self._call(WRITE, op_set, scope, key, encode(value), ttl)
+        return await self._write(op_set, scope, key, encode(value), ttl)
 
     async def delete(self, scope: str, key: str) -> None:
         """Remove the entry (absent = no-op)."""
-        await self._call(WRITE, op_delete, scope, key)
+        await self._write(op_delete, scope, key)
 
     async def delete_entry(self, scope: str, key: str) -> Any:
         """Remove the entry; return its old live value."""
-        return await self._call(WRITE, op_delete_entry, scope, key)
+        return await self._write(op_delete_entry, scope, key)
 
     async def update_entry(
         self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
     ) -> tuple[Any, Any]:
         """Read, ``apply``, write under SQLite's write lock: atomic across processes."""
-        result: tuple[Any, Any] = await self._call(WRITE, op_update, scope, key, apply, ttl_if_new)
+        result: tuple[Any, Any] = await self._write(op_update, scope, key, apply, ttl_if_new)
         return result
 
     async def clear(self, scope: str) -> int:
         """Remove every entry of ``scope``; count the live ones."""
-        result: int = await self._call(WRITE, op_clear, scope)
+        result: int = await self._write(op_clear, scope)
         return result
 
     async def cleanup(self) -> int:
         """Delete expired rows in batches of CLEANUP_BATCH, then compact the changes; count the expired rows."""
-        result: int = await self._call(OWN, op_cleanup, self.changes_retention)
+        trace = OPERATION.get()
+        if trace and not self.changes_off:
+            result: int = await self._call(OWN, op_cleanup, self.changes_retention, trace)
+        else:
+            result = await self._call(OWN, op_cleanup, self.changes_retention)
         return result
 
     async def keys(self, scope: str) -> list[str]:
@@ -222,13 +237,13 @@ class SQLiteAdapter(StateAdapter):
         if not mapping:
             return
         rows = [(k, encode(v)) for k, v in mapping.items()]
-        await self._call(WRITE, op_set_many, scope, rows, ttl)
+        await self._write(op_set_many, scope, rows, ttl)
 
     async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
         """Remove ``keys``; count the live ones removed."""
         if not keys:
             return 0
-        result: int = await self._call(WRITE, op_delete_many, scope, json.dumps(list(keys)))
+        result: int = await self._write(op_delete_many, scope, json.dumps(list(keys)))
         return result
 
     async def ttl(self, scope: str, key: str) -> float | None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from ...adapter import Entry, StateItem
-from ...changes import Change, Event
+from ...changes import Change, Event, log_compaction
 from ...errors import ChangesCompactedError
 from ...ops import Filter, match
 from ...sql.feed import SQLITE_CREATE, SQLITE_DROP, SQLITE_TRIGGERS
@@ -35,7 +35,9 @@ from .statements import (
     SQL_GET_MANY,
     SQL_GROUPS,
     SQL_KEYS,
+    SQL_LAST_REVISION,
     SQL_SCOPE_REVISION,
+    SQL_TRACE_CHANGES,
     SQL_TTL,
     SQL_UPSERT,
     SQL_VALUES,
@@ -160,33 +162,58 @@ def op_delete_many(conn: sqlite3.Connection, now: str, scope: str, keys_json: st
     return sum(1 for (expires,) in rows if live(expires, now))
 
 
-def op_cleanup(conn: sqlite3.Connection, now: str, retention: float | None = None) -> int:
-    """Delete the expired entries, then (``retention`` given) the changes older than it; count the entries."""
+def op_traced(conn: sqlite3.Connection, now: str, trace: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(conn, now, *args)``, a write of an operation traced as ``trace``: its changes get the traceparent.
+
+    Runs in the write transaction of the batch (SQLite's one writer: no other write comes in between), so the
+    changes after the counter read first are exactly this write's.
+    """
+    row = conn.execute(SQL_LAST_REVISION).fetchone()
+    result = fn(conn, now, *args)
+    conn.execute(SQL_TRACE_CHANGES, (trace, 0 if row is None else row[0]))
+    return result
+
+
+def op_cleanup(conn: sqlite3.Connection, now: str, retention: float | None = None, trace: str | None = None) -> int:
+    """Delete the expired entries, then (``retention`` given) the changes older than it; count the entries.
+
+    ``trace``: the traceparent of the traced operation, given to the ``expired`` changes it records.
+    """
     # Bounded batches, each its own short write transaction: other processes get the lock in between.
     removed = 0
     while True:
-        n = _in_transaction(conn, SQL_CLEANUP, (now, CLEANUP_BATCH))
+        n = _in_transaction(conn, SQL_CLEANUP, (now, CLEANUP_BATCH), trace)
         removed += max(n, 0)
         if n < CLEANUP_BATCH:
             break
     if retention is not None:
         # The triggers' text format (milliseconds): truncated, so a change is kept at least ``retention``.
         cutoff = ts(time.time() - retention)[:23]
-        while _in_transaction(conn, SQL_COMPACT, (COMPACT_BATCH, cutoff)) >= COMPACT_BATCH:
-            pass
+        compacted = 0
+        while True:
+            n = _in_transaction(conn, SQL_COMPACT, (COMPACT_BATCH, cutoff))
+            compacted += max(n, 0)
+            if n < COMPACT_BATCH:
+                break
+        if compacted:
+            log_compaction(conn.execute("PRAGMA database_list").fetchone()[2] or ":memory:", compacted, retention)
     return removed
 
 
-def _in_transaction(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
-    """Run one statement in its own write transaction; return its rowcount."""
+def _in_transaction(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...], trace: str | None = None) -> int:
+    """Run one statement in its own write transaction (traced as ``trace``: see op_traced); return its rowcount."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        n = conn.execute(sql, args).rowcount
+        n: int = op_traced(conn, "", trace, _rowcount, sql, args) if trace else conn.execute(sql, args).rowcount
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
         raise
     return n
+
+
+def _rowcount(conn: sqlite3.Connection, now: str, sql: str, args: tuple[Any, ...]) -> int:
+    return int(conn.execute(sql, args).rowcount)
 
 
 # --- the change feed ----------------------------------------------------------------------------------
@@ -244,11 +271,12 @@ def op_changes_after(
         if own:
             rollback(conn)  # nothing was written: ending the read transaction is all that is left
     out: list[Change] = []
-    for rev, event, s, k, old, new, at in rows:
+    for rev, event, s, k, old, new, at, trace in rows:
         stamp = parse_ts(at)
         assert stamp is not None  # NOT NULL column
         old_value = None if old is None else decode(old)
-        out.append(Change(rev, cast(Event, event), s, k, old_value, None if new is None else decode(new), stamp))
+        new_value = None if new is None else decode(new)
+        out.append(Change(rev, cast(Event, event), s, k, old_value, new_value, stamp, trace))
     return version, out, scanned_to
 
 

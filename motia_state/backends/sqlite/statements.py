@@ -72,7 +72,9 @@ def items_query(
 # --- the change feed (SPEC §10): rows written by the triggers of motia_state.sql.feed -----------------
 
 _C: Final = CHANGES_TABLE
-SQL_CHANGES_HEAD: Final = f'SELECT revision, event, scope, "key", old_value, new_value, at FROM {_C} WHERE revision > ?'
+SQL_CHANGES_HEAD: Final = (
+    f'SELECT revision, event, scope, "key", old_value, new_value, at, traceparent FROM {_C} WHERE revision > ?'
+)
 # min()/max() over the INTEGER PRIMARY KEY are one b-tree descent each.
 SQL_CHANGES_MIN: Final = f"SELECT min(revision) FROM {_C}"
 SQL_CHANGES_MAX: Final = f"SELECT max(revision) FROM {_C}"
@@ -83,6 +85,11 @@ SQL_COMPACT: Final = (
     f"DELETE FROM {_C} WHERE revision IN (SELECT revision FROM (SELECT revision, at FROM {_C} "
     f"ORDER BY revision LIMIT ?) WHERE at < ?) AND revision < (SELECT max(revision) FROM {_C})"
 )
+# A traced write (telemetry.OPERATION set) runs between these two, in its write transaction: the revision counter
+# before it (no row yet: 0), then its traceparent on every change it recorded. The triggers stay plain SQL, so a
+# writer with sqlite3 is recorded as before (traceparent NULL). AUTOINCREMENT: revisions are never reused.
+SQL_LAST_REVISION: Final = f"SELECT seq FROM sqlite_sequence WHERE name = '{_C}'"
+SQL_TRACE_CHANGES: Final = f"UPDATE {_C} SET traceparent = ? WHERE revision > ?"
 # One look at the schema at connect: whether the feed's table and its triggers exist.
 SQL_FEED_OBJECTS: Final = (
     f"SELECT type, name FROM sqlite_master WHERE (type = 'trigger' AND tbl_name = '{TABLE_NAME}') "

@@ -71,13 +71,16 @@ SQL_COMMIT: Final = (
 SQL_COUNT: Final = f"UPDATE {_T} SET handled = handled + ?, skipped = skipped + ? WHERE name = ?"
 SQL_FORGET_WORKER: Final = f"DELETE FROM {_W} WHERE name = ? AND owner = ?"
 SQL_GIVE_BACK_ALL: Final = f"UPDATE {_P} SET owner = NULL, lease_until = NULL WHERE name = ? AND owner = ?"
-_PARKED_COLUMNS: Final = 'revision, event, scope, "key", old_value, new_value, at, error, attempts, parked_at, retry'
+_PARKED_COLUMNS: Final = (
+    'revision, event, scope, "key", old_value, new_value, at, error, attempts, parked_at, retry, traceparent'
+)
 # Parking again replaces the record, flag included (as the memory store does).
 SQL_PARK: Final = (
-    f"INSERT INTO {_K} (name, {_PARKED_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) "
+    f"INSERT INTO {_K} (name, {_PARKED_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) "
     "ON CONFLICT (name, revision) DO UPDATE SET event = excluded.event, scope = excluded.scope, "
     '"key" = excluded."key", old_value = excluded.old_value, new_value = excluded.new_value, at = excluded.at, '
-    "error = excluded.error, attempts = excluded.attempts, parked_at = excluded.parked_at, retry = 0"
+    "error = excluded.error, attempts = excluded.attempts, parked_at = excluded.parked_at, retry = 0, "
+    "traceparent = excluded.traceparent"
 )
 SQL_UNPARK: Final = f"DELETE FROM {_K} WHERE name = ? AND revision = ?"
 SQL_ANY_RETRY: Final = f"SELECT 1 FROM {_K} WHERE name = ? AND retry = 1 LIMIT 1"
@@ -126,7 +129,7 @@ def _transaction(conn: sqlite3.Connection, work: Callable[..., Any], *args: Any)
 
 
 def _parked(name: str, row: Sequence[Any]) -> Parked:
-    rev, event, scope, key, old, new, at, error, attempts, parked_at, retry = row
+    rev, event, scope, key, old, new, at, error, attempts, parked_at, retry, trace = row
     stamp, parked_stamp = parse_ts(at), parse_ts(parked_at)
     assert stamp is not None and parked_stamp is not None  # NOT NULL columns
     change = Change(
@@ -137,6 +140,7 @@ def _parked(name: str, row: Sequence[Any]) -> Parked:
         None if old is None else decode(old),
         None if new is None else decode(new),
         stamp,
+        trace,
     )
     return Parked(name, change, error, int(attempts), parked_stamp, bool(retry))
 
@@ -203,8 +207,8 @@ def _release(conn: sqlite3.Connection, now: float, name: str, owner: str, partit
         conn.executemany(SQL_GIVE_BACK_MINE, [(name, p, owner) for p in partitions])
 
 
-def _park(conn: sqlite3.Connection, now: float, name: str, row: tuple[Any, ...]) -> None:
-    conn.execute(SQL_PARK, (name, *row, ts(now)))
+def _park(conn: sqlite3.Connection, now: float, name: str, row: tuple[Any, ...], trace: str | None) -> None:
+    conn.execute(SQL_PARK, (name, *row, ts(now), trace))
 
 
 def _unpark(conn: sqlite3.Connection, now: float, name: str, revision: int) -> None:
@@ -328,7 +332,8 @@ class SQLiteTriggerStore:
             _storable(error),
             attempts,
         )
-        await self._run(op_trigger, _park, name, row)
+        # The traceparent travels with the copy: a retried handler still links to the write.
+        await self._run(op_trigger, _park, name, row, change.traceparent)
 
     async def unpark(self, name: str, revision: int) -> None:
         """Forget a parked change (its retry succeeded)."""

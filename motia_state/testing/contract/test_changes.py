@@ -7,7 +7,10 @@ without waiting for a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +25,7 @@ from motia_state import (
     StateValueError,
     UpdateOpError,
 )
+from motia_state.telemetry import OPERATION
 from motia_state.testing.helpers import mark_all
 
 SENTINEL = ("zz-sentinel", "end")
@@ -430,6 +434,148 @@ async def test_close_ends_open_scope_watches(make_store: Any) -> None:
             assert (await asyncio.wait_for(anext(changes), READ_WITHIN)).key == "k"
     finally:
         await store.close()
+
+
+# --- the writer's trace context (telemetry.OPERATION) travels with every change it records -------------------
+
+
+def traceparent(n: int) -> str:
+    """A W3C traceparent told apart by ``n``."""
+    return f"00-{n + 1:032x}-{n + 1:016x}-01"
+
+
+@contextlib.contextmanager
+def traced(value: str | None) -> Iterator[None]:
+    """Run the block as a traced operation would: ``OPERATION`` holds ``value`` (None: not traced)."""
+    token = OPERATION.set(value)
+    try:
+        yield
+    finally:
+        OPERATION.reset(token)
+
+
+async def scope_changes(state: StateManager, scope: str, since: int) -> list[Change]:
+    """The changes of ``scope`` after ``since``, up to the sentinel key written last in it."""
+    out: list[Change] = []
+    async with state.watch(scope, since=since) as changes:
+        while True:
+            change = await asyncio.wait_for(anext(changes), READ_WITHIN)
+            if change.key == SENTINEL[1]:
+                return out
+            out.append(change)
+
+
+async def test_each_write_keeps_the_traceparent_of_its_operation(state: StateManager) -> None:
+    scope = "traced"
+    since = await state.revision(scope)
+    with traced(traceparent(1)):
+        await state.set(scope, "a", {"n": 1})
+    with traced(traceparent(2)):
+        await state.set(scope, "a", {"n": 2})
+    with traced(traceparent(3)):
+        await state.update(scope, "a", [{"type": "increment", "path": "n", "by": 1}])
+    with traced(traceparent(4)):
+        await state.update(scope, "new", [{"type": "set", "path": "x", "value": 1}])
+    with traced(traceparent(5)):
+        await state.delete(scope, "a")
+    with traced(traceparent(6)):
+        await state.set_many(scope, {"m1": 1, "m2": 2})
+    with traced(traceparent(7)):
+        await state.set_many(scope, {"m2": 3})
+    with traced(traceparent(8)):
+        assert await state.delete_many(scope, ["m1", "nope"]) == 1
+    with traced(traceparent(9)):
+        assert await state.clear(scope) == 2
+    await state.set(scope, "plain", 1)  # not traced
+    with traced(""):  # a traced operation whose span has no valid context
+        await state.set(scope, "plain", 2)
+    with traced(traceparent(10)):
+        await state.delete(scope, "absent")  # records nothing, so nothing carries it
+        await state.set(scope, "last", 1)
+    await state.set(scope, SENTINEL[1], True)
+    got = await scope_changes(state, scope, since)
+    expected = [
+        ("created", "a", traceparent(1)),
+        ("updated", "a", traceparent(2)),
+        ("updated", "a", traceparent(3)),
+        ("created", "new", traceparent(4)),
+        ("deleted", "a", traceparent(5)),
+        ("created", "m1", traceparent(6)),
+        ("created", "m2", traceparent(6)),
+        ("updated", "m2", traceparent(7)),
+        ("deleted", "m1", traceparent(8)),
+        ("deleted", "m2", traceparent(9)),  # clear: in the order the backend removed them
+        ("deleted", "new", traceparent(9)),
+        ("created", "plain", None),
+        ("updated", "plain", None),
+        ("created", "last", traceparent(10)),
+    ]
+    seen = [(c.event, c.key, c.traceparent) for c in got]
+    assert seen[:9] + sorted(seen[9:11]) + seen[11:] == expected
+    # The traceparent is no part of a change's identity nor of its repr.
+    for change in got:
+        assert dataclasses.replace(change, traceparent=None) == change
+        assert "traceparent" not in repr(change) and "00-" not in repr(change)
+
+
+@pytest.mark.motia_state_needs("ttl")
+async def test_cleanup_gives_its_traceparent_to_the_expired_changes(state: StateManager) -> None:
+    scope = "traced-ttl"
+    since = await state.revision(scope)
+    with traced(traceparent(1)):
+        await state.set(scope, "gone", {"v": 1}, ttl=0.3)
+    await asyncio.sleep(0.7)
+    with traced(traceparent(2)):
+        await state.cleanup()
+    await state.set(scope, SENTINEL[1], True)
+    got = await scope_changes(state, scope, since)
+    assert [(c.event, c.key, c.traceparent) for c in got] == [
+        ("created", "gone", traceparent(1)),
+        ("expired", "gone", traceparent(2)),
+    ]
+
+
+async def test_concurrent_writers_each_keep_their_own_traceparent(state: StateManager) -> None:
+    """Many tasks at once, each its own operation (a copy of the context): batched writes keep every caller's."""
+    scope = "traced-many"
+
+    def trace_of(i: int) -> str | None:
+        return None if i % 7 == 0 else "" if i % 7 == 1 else traceparent(i)
+
+    def key(j: int) -> str:
+        return f'k{j}."\\ {{é}}'  # characters a batch's map must carry as they are
+
+    async def write(i: int) -> None:
+        OPERATION.set(trace_of(i))  # this task's own context (gather runs each coroutine in a task)
+        await state.set(scope, key(i % 20), {"by": i})  # keys written twice: rounds within a batch
+
+    async def write_shared(i: int) -> None:
+        OPERATION.set(traceparent(100))  # one traceparent for a whole batch
+        await state.set(scope, f"shared{i}", {"by": 1000 + i})
+
+    async def bump(i: int) -> None:
+        OPERATION.set(trace_of(i))  # contended updates of one key: retried, or locked
+        await state.update(scope, "counter", [{"type": "set", "path": "by", "value": 2000 + i}])
+
+    async def remove(j: int) -> None:
+        OPERATION.set(trace_of(j))
+        await state.delete(scope, key(j))
+
+    since = await state.revision(scope)
+    await asyncio.gather(*(write(i) for i in range(50)))
+    await asyncio.gather(*(write_shared(i) for i in range(30)))
+    await asyncio.gather(*(bump(i) for i in range(20)))
+    await asyncio.gather(*(remove(j) for j in range(20)))
+    await state.set(scope, SENTINEL[1], True)
+    got = await scope_changes(state, scope, since)
+    assert len(got) == 50 + 30 + 20 + 20
+    for change in got:
+        if change.event == "deleted":
+            expected = trace_of(int(change.key[1:].split(".")[0]))
+        else:
+            by = change.new_value["by"]
+            expected = trace_of(by) if by < 1000 else traceparent(100) if by < 2000 else trace_of(by - 2000)
+        assert change.traceparent == (expected or None), change
 
 
 mark_all(globals(), "changes")

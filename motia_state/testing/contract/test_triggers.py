@@ -112,6 +112,21 @@ async def test_store_parks_retries_and_unparks(state: StateManager) -> None:
     assert await store.request_retry("nobody") == 0
 
 
+async def test_store_keeps_a_parked_changes_traceparent(state: StateManager) -> None:
+    """A parked change is a copy: the writer's traceparent goes with it, so a retried handler can link to it."""
+    await state.connect()
+    store = store_of(state)
+    await store.register("t", 0, PARTITIONS)
+    traced = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    await store.park("t", Change(4, "created", "s", "a", None, 1, datetime.now(UTC), traced), "E: x", 5)
+    await store.park("t", change(6), "E: y", 5)  # an untraced write's
+    [status] = [s for s in await store.status() if s.name == "t"]
+    assert [(p.change.revision, p.change.traceparent) for p in status.parked] == [(4, traced), (6, None)]
+    assert await store.request_retry("t") == 2
+    taken = sorted(await store.take_retries("t", 10), key=lambda p: p.change.revision)
+    assert [(p.change.revision, p.change.traceparent) for p in taken] == [(4, traced), (6, None)]
+
+
 # --- the engine ---------------------------------------------------------------------------------------
 
 
