@@ -27,6 +27,7 @@ from .backends import (
     resolve,
 )
 from .backends import text as _text
+from .changes import changes_option
 from .errors import StateConfigError
 from .urls import StoreURL
 
@@ -65,7 +66,9 @@ _LOCATION_KEYS: Final[dict[str, Callable[[object], object]]] = {
     "password": any_text,
     "database": _database,
 }
-_ALLOWED_KEYS: Final = sorted({*_LOCATION_KEYS, "ttl", *ALL_OPTIONS})
+#: Options of the StateManager itself, on every backend (the others go to the adapter).
+_MANAGER_OPTIONS: Final = ("ttl", "telemetry_scopes")
+_ALLOWED_KEYS: Final = sorted({*_LOCATION_KEYS, *_MANAGER_OPTIONS, *ALL_OPTIONS})
 _ADAPTER_NAMES: Final = tuple(b.name for b in BACKENDS)
 
 
@@ -98,11 +101,12 @@ class Settings:
 
     def create_adapter(self) -> StateAdapter:
         """Instantiate the adapter (importing only its driver)."""
-        return self.backend.create(self.store_url, self.options)
+        return self.backend.create(self.store_url, {k: v for k, v in self.options.items() if k != "telemetry_scopes"})
 
     def build(self, manager_cls: Callable[..., M]) -> M:
         """A manager of ``manager_cls`` over a new adapter."""
-        return manager_cls(self.create_adapter(), ttl=self.ttl)
+        scopes = bool(self.options.get("telemetry_scopes", False))
+        return manager_cls(self.create_adapter(), ttl=self.ttl, telemetry_scopes=scopes)
 
 
 def _options(
@@ -112,8 +116,8 @@ def _options(
     ttl: float | None = None
     options: dict[str, Any] = {}
     for name, value in raw.items():
-        if name != "ttl" and name not in ALL_OPTIONS:
-            allowed = ", ".join(sorted({"ttl", *ALL_OPTIONS}))
+        if name not in _MANAGER_OPTIONS and name not in ALL_OPTIONS:
+            allowed = ", ".join(sorted({*_MANAGER_OPTIONS, *ALL_OPTIONS}))
             raise StateConfigError(f"{source}: unknown option {name!r}; allowed: {allowed}")
         if value is None:
             continue
@@ -123,13 +127,19 @@ def _options(
             except ValueError as exc:
                 raise StateConfigError(f"{source}: ttl must be {exc} (seconds), got {value!r}") from None
             continue
+        if name == "telemetry_scopes":
+            try:
+                options[name] = changes_option(value)
+            except ValueError:
+                raise StateConfigError(f"{source}: telemetry_scopes must be on or off, got {value!r}") from None
+            continue
         option = backend.option(name)
         if option is not None:
             options[name] = option(value, source)
         elif strict:
             raise StateConfigError(
                 f"{source}: option {name!r} does not apply to the {backend.name} adapter;"
-                f" it takes: {', '.join(sorted(backend.option_names | {'ttl'}))}"
+                f" it takes: {', '.join(sorted(backend.option_names | set(_MANAGER_OPTIONS)))}"
             )
     return ttl, options
 
@@ -206,7 +216,7 @@ def _read_block(path: Path) -> dict[str, object]:
         raise StateConfigError(f"{source}: 'state' must be a mapping of settings, got {type(block).__name__}")
     out: dict[str, object] = {}
     for key, value in block.items():
-        if key not in _LOCATION_KEYS and key != "ttl" and key not in ALL_OPTIONS:
+        if key not in _LOCATION_KEYS and key not in _MANAGER_OPTIONS and key not in ALL_OPTIONS:
             raise StateConfigError(f"{source}: unknown key state.{key}; allowed: {', '.join(_ALLOWED_KEYS)}")
         out[str(key)] = _expand(value, source, str(key))
     return out
@@ -281,7 +291,7 @@ def load_settings(path: str | Path | None, options: Mapping[str, object], *, url
     else:
         backend, parsed = _location(block, source)
     parsed, query_options = _from_query(backend, parsed, source)
-    raw = {k: v for k, v in block.items() if k == "ttl" or k in ALL_OPTIONS}
+    raw = {k: v for k, v in block.items() if k in _MANAGER_OPTIONS or k in ALL_OPTIONS}
     # Options for another backend (key_prefix when --url points at Postgres) are ignored.
     ttl, opts = _options(backend, raw, str(config_path or source), strict=False)
     override_ttl, override = _options(backend, options, "options", strict=True)

@@ -16,6 +16,10 @@ from .adapter import SetResult, StateAdapter, StateItem
 from .changes import CHANGES_OFF, Change, ChangeStream
 from .errors import StateConfigError, StateError, StateValueError
 from .ops import apply_ops, parse_filters, parse_ops
+from .telemetry import OPERATION, SCOPES
+from .telemetry import SEEN as _SEEN
+from .telemetry import TRACES as _TR
+from .telemetry import current as current_telemetry
 from .triggers import GRACE, Trigger, TriggerRun, check_trigger_args
 from .values import check_name, check_ttl, check_value, rebuild
 
@@ -35,11 +39,15 @@ class StateManager:
     >>> await state.set("trace-1", "booking", {"status": "pending"})
     """
 
-    def __init__(self, adapter: StateAdapter, *, ttl: float | None = None) -> None:
+    def __init__(self, adapter: StateAdapter, *, ttl: float | None = None, telemetry_scopes: bool = False) -> None:
         if not isinstance(adapter, StateAdapter):
             raise TypeError(f"StateManager needs a StateAdapter, got {type(adapter).__name__}")
+        if type(telemetry_scopes) is not bool:
+            raise StateConfigError(f"telemetry_scopes must be True or False, got {telemetry_scopes!r}")
         self._adapter = adapter
         self._default_ttl = None if ttl is None else check_ttl(ttl)
+        # What every span and metric of this store says about it (SPEC §13); computed once.
+        self._telemetry: dict[str, Any] = {**adapter.telemetry_attributes(), SCOPES: telemetry_scopes}
         # The event loop the adapter's connections belong to (None = not connected). Pools of asyncpg
         # and redis-py are bound to one loop, so first use on another loop (a second asyncio.run(),
         # a test framework's fresh loop) reconnects instead of failing with "Event loop is closed".
@@ -73,6 +81,11 @@ class StateManager:
         return self._adapter
 
     @property
+    def telemetry_scopes(self) -> bool:
+        """Whether spans carry the scope (``motia_state.scope``); never on by default (SPEC §13)."""
+        return bool(self._telemetry[SCOPES])
+
+    @property
     def default_ttl(self) -> float | None:
         """TTL in seconds applied to writes that name none (None = no expiry)."""
         return self._default_ttl
@@ -96,6 +109,8 @@ class StateManager:
             except Exception as exc:
                 raise self._translate(exc) from exc
             self._loop = loop
+            # Operations look at the tracer provider only (one comparison); a meter provider set since is seen here.
+            current_telemetry()
 
     async def connect(self) -> None:
         """Connect (and migrate, per the store's ``migrate`` setting) now instead of on first use."""
@@ -184,6 +199,12 @@ class StateManager:
 
     async def get(self, scope: str, key: str, *, type: Any = None) -> Any:
         """The value at ``scope``/``key`` (rebuilt as ``type`` if given), or None."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("get", self._telemetry, scope, self.get(scope, key, type=type))
         check_name("scope", scope)
         check_name("key", key)
         if self._loop is not asyncio.get_running_loop():
@@ -198,6 +219,12 @@ class StateManager:
 
     async def set(self, scope: str, key: str, value: Any, *, ttl: float | None = None) -> SetResult:
         """Store ``value``; return the old and new values (old read atomically with the write)."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("set", self._telemetry, scope, self.set(scope, key, value, ttl=ttl))
         check_name("scope", scope)
         check_name("key", key)
         stored = check_value(value, scope, key)
@@ -212,6 +239,12 @@ class StateManager:
 
     async def delete(self, scope: str, key: str) -> Any:
         """Remove the entry; return its old value or None."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("delete", self._telemetry, scope, self.delete(scope, key))
         check_name("scope", scope)
         check_name("key", key)
         if self._loop is not asyncio.get_running_loop():
@@ -223,6 +256,12 @@ class StateManager:
 
     async def update(self, scope: str, key: str, ops: Iterable[Mapping[str, Any]]) -> SetResult:
         """Apply update operations atomically, all or nothing (SPEC §5); keeps the entry's expiry."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("update", self._telemetry, scope, self.update(scope, key, ops))
         check_name("scope", scope)
         check_name("key", key)
         parsed = parse_ops(ops, scope, key)
@@ -240,6 +279,12 @@ class StateManager:
 
     async def ttl(self, scope: str, key: str) -> float | None:
         """Seconds left before the entry expires; None for no expiry or no entry."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("ttl", self._telemetry, scope, self.ttl(scope, key))
         check_name("scope", scope)
         check_name("key", key)
         if self._loop is not asyncio.get_running_loop():
@@ -253,6 +298,12 @@ class StateManager:
 
     async def clear(self, scope: str) -> int:
         """Remove every entry of exactly ``scope``; return how many."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("clear", self._telemetry, scope, self.clear(scope))
         check_name("scope", scope)
         if self._loop is not asyncio.get_running_loop():
             await self._connect()
@@ -264,6 +315,12 @@ class StateManager:
 
     async def cleanup(self) -> int:
         """Delete expired entries; return how many. Safe to run from many processes at once."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("cleanup", self._telemetry, None, self.cleanup())
         if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
@@ -281,6 +338,12 @@ class StateManager:
 
     async def list(self, scope: str, *, type: Any = None) -> builtins.list[Any]:
         """The live values of ``scope``, ordered by key (each rebuilt as ``type`` if given)."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("list", self._telemetry, scope, self.list(scope, type=type))
         check_name("scope", scope)
         if self._loop is not asyncio.get_running_loop():
             await self._connect()
@@ -292,10 +355,22 @@ class StateManager:
 
     async def get_group(self, scope: str) -> builtins.list[Any]:
         """Alias of :meth:`list`, for Motia SDKs whose state protocol calls it ``get_group``."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("get_group", self._telemetry, scope, self.get_group(scope))
         return await self.list(scope)
 
     async def keys(self, scope: str) -> builtins.list[str]:
         """The live keys of ``scope``, sorted by code point."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("keys", self._telemetry, scope, self.keys(scope))
         check_name("scope", scope)
         if self._loop is not asyncio.get_running_loop():
             await self._connect()
@@ -306,6 +381,12 @@ class StateManager:
 
     async def list_groups(self) -> builtins.list[str]:
         """Every scope holding at least one live entry, sorted by code point."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("list_groups", self._telemetry, None, self.list_groups())
         if self._loop is not asyncio.get_running_loop():
             await self._connect()
         try:
@@ -336,6 +417,17 @@ class StateManager:
         ``after`` needs a ``scope`` (a :class:`StateValueError` otherwise) and follows the key rules.
         ``type`` rebuilds each item's value as that type (a dataclass, pydantic model, TypedDict...).
         """
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation(
+                "items",
+                self._telemetry,
+                scope,
+                self.items(scope, filters=filters, limit=limit, after=after, type=type),
+            )
         if scope is not None:
             check_name("scope", scope)
         if after is not None:
@@ -372,6 +464,12 @@ class StateManager:
 
     async def get_many(self, scope: str, keys: Iterable[str], *, type: Any = None) -> dict[str, Any]:
         """Values of ``keys`` in ``scope`` (rebuilt as ``type`` if given); missing keys are left out."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("get_many", self._telemetry, scope, self.get_many(scope, keys, type=type))
         check_name("scope", scope)
         wanted = _names(keys)
         if not wanted:
@@ -388,6 +486,12 @@ class StateManager:
 
     async def set_many(self, scope: str, mapping: Mapping[str, Any], *, ttl: float | None = None) -> None:
         """Write every entry of ``mapping`` in one transaction, all or nothing."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("set_many", self._telemetry, scope, self.set_many(scope, mapping, ttl=ttl))
         check_name("scope", scope)
         if not isinstance(mapping, Mapping):
             raise StateValueError(f"set_many needs a mapping of key -> value, got {type(mapping).__name__}")
@@ -404,6 +508,12 @@ class StateManager:
 
     async def delete_many(self, scope: str, keys: Iterable[str]) -> int:
         """Remove ``keys`` from ``scope``; return how many existed."""
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("delete_many", self._telemetry, scope, self.delete_many(scope, keys))
         check_name("scope", scope)
         wanted = _names(keys)
         if not wanted:
@@ -422,6 +532,12 @@ class StateManager:
 
         0 when nothing was recorded yet. Read the state first, then this, then watch from it (SPEC §10).
         """
+        if (
+            _TR._TRACER_PROVIDER is not _SEEN.tracer
+            and (tel := current_telemetry()) is not None
+            and OPERATION.get() is None
+        ):
+            return await tel.operation("revision", self._telemetry, scope, self.revision(scope))
         if scope is not None:
             check_name("scope", scope)
         self._check_changes(every_scope=scope is None)

@@ -35,6 +35,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from .changes import EVENTS, Change, utc_from_epoch
 from .errors import ChangesCompactedError, StateBackendError, StateValueError
+from .telemetry import API as _OTEL
+from .telemetry import call_in_span
+from .telemetry import current as current_telemetry
 
 if TYPE_CHECKING:
     from .changes import ChangeSource, ChangeStream
@@ -62,6 +65,7 @@ class TriggerOwner(Protocol):
     """What the engine needs of its StateManager (a protocol: this module does not import the manager)."""
 
     _trigger_runs: set[TriggerRun]
+    _telemetry: dict[str, Any]
 
     def watch(self, scope: str | None = None, *, key: str | None = None, since: int | None = None) -> ChangeStream: ...
     async def _connected_adapter(self) -> ChangeSource: ...
@@ -407,6 +411,7 @@ class TriggerRun:
     async def _follow(self, since: int) -> None:
         trig = self.trigger
         watch = self.manager.watch(trig.scope, key=trig.key, since=since)
+        watch.traced = False  # each handler attempt has its span instead
         async with watch as changes:
             restart = asyncio.ensure_future(self._restart.wait())
             nxt: asyncio.Future[Change] | None = None
@@ -492,9 +497,14 @@ class TriggerRun:
         while True:
             attempts += 1
             try:
-                result = trig.handler(change)
-                if inspect.isawaitable(result):
-                    await result
+                tel = current_telemetry() if _OTEL else None
+                span = None if tel is None else tel.handling(self.manager._telemetry, trig.name, change, attempts)
+                if span is not None:
+                    await call_in_span(span, trig.handler, change)
+                else:
+                    result = trig.handler(change)
+                    if inspect.isawaitable(result):
+                        await result
                 return True, "", attempts
             except asyncio.CancelledError:
                 raise
@@ -543,6 +553,8 @@ class TriggerRun:
             return
         if not ok:
             await self._persist(lambda: self.store.park(name, change, error, attempts))
+            if _OTEL and (tel := current_telemetry()) is not None:
+                tel.count_parked(self.manager._telemetry, name)
         part = self._parts.get(partition_of(change.scope, change.key))
         if part is None or change.revision not in part.inflight:
             return  # the partition was lost meanwhile: its new holder handles the change again

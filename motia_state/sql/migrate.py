@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import sys
 import time
@@ -56,6 +57,8 @@ __all__ = [
     "upgrade",
     "upgrade_connection",
 ]
+
+_log = logging.getLogger("motia_state")
 
 MIGRATE_MODES: Final = ("auto", "check", "off")
 
@@ -310,6 +313,7 @@ async def downgrade(
         "downgrade",
         lambda: _run(parsed, lambda c: _downgrade_connection(c, revision, schema), connect_timeout=connect_timeout),
     )
+    _log.info("%s: reverted the schema to revision %s", parsed.masked, revision)
 
 
 async def current(url: str | StoreURL, *, connect_timeout: float = 10.0, schema: str | None = None) -> str | None:
@@ -403,9 +407,14 @@ async def _locked_upgrade(
     """Upgrade holding a cross-process lock; re-read the version under the lock (another may have won)."""
 
     def work(connection: Connection) -> None:
-        if only_if_behind and _read_version(connection, schema) == head():
+        before = _read_version(connection, schema)
+        if only_if_behind and before == head():
             return
         upgrade_connection(connection, revision, schema)
+        after = _read_version(connection, schema)
+        if after != before:
+            where = url.masked if schema is None else f"{url.masked} (schema {schema})"
+            _log.info("%s: migrated the schema from revision %s to %s", where, before or "(empty)", after)
 
     if dialect(url) == "postgres":
         from sqlalchemy import text

@@ -205,8 +205,19 @@ def run_python(block: Block, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> 
         _run_python(block, workdir, monkeypatch)
     except Exception as exc:
         failure = _block_traceback(block, exc)
+    finally:
+        _forget_telemetry_providers()
     if failure is not None:
         pytest.fail(failure, pytrace=False)
+
+
+def _forget_telemetry_providers() -> None:
+    """A block may set OpenTelemetry's global providers (the README's tracing set-up): the blocks and tests
+    after it run without them, as in a process of their own."""
+    with contextlib.suppress(ImportError):
+        from tests.telemetry.providers import reset_globals
+
+        reset_globals()
 
 
 def _run_python(block: Block, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -245,6 +245,9 @@ class Pool:
         # One lost connection usually means the server restarted: every pooled connection is dead, so
         # replace them all at their next acquire instead of failing once per stale connection.
         if connection_lost(exc) and self.pool is not None:
+            _log.warning(
+                "%s: lost the connection to Postgres (%s); reconnecting the pool", self.url.masked, type(exc).__name__
+            )
             await self.pool.expire_connections()
 
     @staticmethod

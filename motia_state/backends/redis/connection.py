@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import logging
 import os
 import ssl
 from collections.abc import Sequence
@@ -72,6 +73,15 @@ DRIVER_ERRORS: Final = (RedisError, RedisClusterException, OSError, asyncio.Time
 _BLOCK_MARGIN: Final = 10.0
 # Pause before sending an idempotent request again after a transient error (a Cluster electing a new master).
 _RETRY_PAUSE: Final = 0.1
+
+_log = logging.getLogger("motia_state")
+
+
+def _kind(exc: BaseException) -> str:
+    """What went wrong, for a log line: the error's class and the first line of its message (no argument)."""
+    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
 
 # URL query parameters passed to redis-py (the motia-state options were taken out by the config).
 _URL_PARAMS: Final = frozenset(
@@ -184,6 +194,7 @@ class Connection:
         self._socket_timeout = max(30.0, connect_timeout)
         self._slots: asyncio.Semaphore | None = None
         self._client: Redis | RedisCluster | None = self.new_client()
+        self._answered = False  # whether the server ever answered: only then is a lost connection worth a log line
 
     @property
     def pool_size(self) -> int:
@@ -348,8 +359,11 @@ class Connection:
                         async with asyncio.timeout(read_timeout):
                             replies = await self._execute(client, commands)
             except _TRANSIENT as exc:
-                if attempt == 0 and idempotent:
+                # redis-py's AuthenticationError is a ConnectionError, but sending again cannot mend it.
+                if attempt == 0 and idempotent and not isinstance(exc, AuthenticationError):
                     attempt += 1
+                    if self._answered:  # a server never reached is one error, said once by the caller
+                        _log.warning("%s: %s; reconnecting and sending the request again", self._url.masked, _kind(exc))
                     await asyncio.sleep(_RETRY_PAUSE)
                     continue
                 raise self.error(exc) from exc
@@ -362,11 +376,13 @@ class Connection:
                     break
                 if isinstance(reply, _TRANSIENT) and attempt == 0 and idempotent:
                     attempt = 1
+                    _log.warning("%s: %s; sending the request again", self._url.masked, _kind(reply))
                     await asyncio.sleep(_RETRY_PAUSE)
                     break
                 if isinstance(reply, BaseException):
                     raise self.error(reply) from reply
             else:
+                self._answered = True
                 return replies
 
     async def load_scripts(self) -> None:
