@@ -7,7 +7,6 @@ provider, the way most applications do.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from motia_state import StateManager
-from tests.services import create_private_pg_database, drop_private_pg_database, pg_url_of, require
+from tests.services import require, shared_store_url
 
 from .providers import reset_globals
 
@@ -81,14 +80,10 @@ def otel() -> Iterator[Telemetry]:
 
 
 @pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
+def pg_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private Postgres database for the telemetry tests (dropped at the end)."""
-    require("postgres")
-    db = asyncio.run(create_private_pg_database(_PG_PREFIX))
-    try:
-        yield pg_url_of(db)
-    finally:
-        asyncio.run(drop_private_pg_database(db, _PG_PREFIX))
+    with shared_store_url("postgres", tmp_path_factory.mktemp("pg"), redis_url=REDIS_URL, pg_prefix=_PG_PREFIX) as url:
+        yield url
 
 
 def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from motia_state import Change, StateManager
+from motia_state import Change
+from motia_state.testing.contract.test_triggers import running  # holds the trigger before yielding
 
 from .conftest import Telemetry
 
@@ -25,17 +24,6 @@ def _linked_to(span: ReadableSpan, writer: ReadableSpan) -> bool:
     return [(link.context.trace_id, link.context.span_id) for link in span.links] == [
         (writer.context.trace_id, writer.context.span_id)
     ]
-
-
-@contextlib.asynccontextmanager
-async def running(state: StateManager) -> AsyncIterator[None]:
-    task = asyncio.ensure_future(state.run_triggers())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_a_watch_delivery_links_to_the_write(backend: str, open_store: Any, otel: Telemetry) -> None:
