@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, NoReturn, Protocol, Self
 
 from .errors import ChangesCompactedError, StateBackendError
-from .telemetry import API as _OTEL
+from .telemetry import Described
 from .telemetry import current as current_telemetry
 from .values import decode
 
@@ -109,7 +109,7 @@ class StreamOwner(Protocol):
     """What a stream needs of its StateManager (a protocol: this module does not import the manager)."""
 
     _streams: weakref.WeakSet[ChangeStream]
-    _telemetry: dict[str, Any]
+    _telemetry: Described
 
     def _check_changes(self, *, every_scope: bool = False) -> None: ...
     async def _connected_adapter(self) -> ChangeSource: ...
@@ -193,7 +193,7 @@ class ChangeStream:
         change = self._buffer.popleft()
         self._last = change.revision
         self._cursor = max(self._cursor, change.revision)
-        if _OTEL and self.traced and (tel := current_telemetry()) is not None:
+        if self.traced and (tel := current_telemetry()) is not None:
             tel.delivered(self._manager._telemetry, change)
         return change
 

@@ -16,7 +16,7 @@ from .adapter import SetResult, StateAdapter, StateItem
 from .changes import CHANGES_OFF, Change, ChangeStream
 from .errors import StateConfigError, StateError, StateValueError
 from .ops import apply_ops, parse_filters, parse_ops
-from .telemetry import OPERATION, SCOPES
+from .telemetry import OPERATION, Described
 from .telemetry import SEEN as _SEEN
 from .telemetry import TRACES as _TR
 from .telemetry import current as current_telemetry
@@ -47,7 +47,7 @@ class StateManager:
         self._adapter = adapter
         self._default_ttl = None if ttl is None else check_ttl(ttl)
         # What every span and metric of this store says about it (SPEC §13); computed once.
-        self._telemetry: dict[str, Any] = {**adapter.telemetry_attributes(), SCOPES: telemetry_scopes}
+        self._telemetry = Described(adapter.telemetry_attributes(), telemetry_scopes)
         # The event loop the adapter's connections belong to (None = not connected). Pools of asyncpg
         # and redis-py are bound to one loop, so first use on another loop (a second asyncio.run(),
         # a test framework's fresh loop) reconnects instead of failing with "Event loop is closed".
@@ -83,7 +83,7 @@ class StateManager:
     @property
     def telemetry_scopes(self) -> bool:
         """Whether spans carry the scope (``motia_state.scope``); never on by default (SPEC §13)."""
-        return bool(self._telemetry[SCOPES])
+        return self._telemetry.scopes
 
     @property
     def default_ttl(self) -> float | None:

@@ -12,6 +12,7 @@ Never a value, a key, a password or an error message (messages quote keys and va
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 import types
@@ -22,14 +23,14 @@ from typing import Any, Final, Protocol, TypeVar
 
 __all__ = [
     "API",
-    "METERS",
     "OPERATION",
     "SEEN",
     "TRACES",
+    "Described",
     "Instruments",
-    "call_in_span",
     "current",
     "link_of",
+    "run_handler",
     "traceparent_of",
 ]
 
@@ -88,12 +89,11 @@ class Seen:
     when the globals moved.
     """
 
-    __slots__ = ("instruments", "meter", "seen_meter", "seen_tracer", "tracer")
+    __slots__ = ("instruments", "seen_meter", "seen_tracer", "tracer")
 
     def __init__(self) -> None:
         unseen = () if API else None  # () is never a provider: the first operation refreshes
         self.tracer: object = unseen
-        self.meter: object = unseen
         self.seen_tracer: object = unseen  # the providers the instruments were made for
         self.seen_meter: object = unseen
         self.instruments: Instruments | None = None
@@ -139,13 +139,11 @@ def _refresh() -> Instruments | None:
     # Re-read: the getters may have just set the globals (a provider named in the environment).
     SEEN.seen_tracer, SEEN.seen_meter = _trace._TRACER_PROVIDER, _metrics_state._METER_PROVIDER
     SEEN.instruments = instruments
-    if instruments is None:
-        SEEN.tracer, SEEN.meter = SEEN.seen_tracer, SEEN.seen_meter
-    else:
-        SEEN.tracer = SEEN.meter = _COLLECTING
+    SEEN.tracer = SEEN.seen_tracer if instruments is None else _COLLECTING
     return instruments
 
 
+@functools.cache
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -212,20 +210,17 @@ class Instruments:
                 description="Changes parked after their trigger handler failed every attempt.",
             )
 
-    async def operation(self, op: str, attributes: Mapping[str, Any], scope: object, work: Awaitable[T]) -> T:
+    async def operation(self, op: str, store: Described, scope: object, work: Awaitable[T]) -> T:
         """Await ``work`` (the operation's own body) inside its client span, and record its duration."""
+        name, attributes = store.operation(op)
         span: Any = None
         detach: Any = None
         parent = ""
         if self.tracer is not None:
-            span_attributes = {**attributes, "db.operation.name": op}
-            if attributes.get(SCOPES) and type(scope) is str:
-                span_attributes["motia_state.scope"] = scope
-            span_attributes.pop(SCOPES, None)
-            target = attributes.get("db.collection.name")
-            span = self.tracer.start_span(
-                f"{op} {target}" if target else op, kind=SpanKind.CLIENT, attributes=span_attributes
-            )
+            span_attributes = attributes
+            if store.scopes and type(scope) is str:
+                span_attributes = {**attributes, "motia_state.scope": scope}
+            span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=span_attributes)
             parent = traceparent_of(span)
             detach = _context.attach(_trace.set_span_in_context(span))
         token = OPERATION.set(parent)
@@ -236,8 +231,7 @@ class Instruments:
         except BaseException as exc:
             failure = error_type(exc)
             if span is not None:
-                span.set_attribute("error.type", failure)
-                span.set_status(Status(StatusCode.ERROR))
+                _mark_failed(span, failure)
             raise
         finally:
             elapsed = time.perf_counter() - started
@@ -246,77 +240,95 @@ class Instruments:
                 _context.detach(detach)
                 span.end()
             if self.duration is not None:
-                metric = {k: v for k, v in attributes.items() if k != SCOPES}
-                metric["db.operation.name"] = op
-                if failure is not None:
-                    metric["error.type"] = failure
-                self.duration.record(elapsed, metric)
+                self.duration.record(elapsed, attributes if failure is None else {**attributes, "error.type": failure})
 
-    def delivered(self, attributes: Mapping[str, Any], change: Change) -> None:
-        """A span for a change a watch delivers: ended at once, linked to the span that wrote the change."""
-        if self.tracer is None:
-            return
+    def _consumer_span(self, name: str, attributes: Mapping[str, Any], change: Change) -> Any:
         link = link_of(change.traceparent)
-        span = self.tracer.start_span(
-            f"watch {attributes.get('db.collection.name') or 'motia_state'}",
-            kind=SpanKind.CONSUMER,
-            attributes=_change_attributes(attributes, change),
-            links=[link] if link is not None else None,
+        return self.tracer.start_span(
+            name, kind=SpanKind.CONSUMER, attributes=attributes, links=[link] if link is not None else None
         )
-        span.end()
 
-    def handling(self, attributes: Mapping[str, Any], trigger: str, change: Change, attempt: int) -> Any:
+    def delivered(self, store: Described, change: Change) -> None:
+        """A span for a change a watch delivers: ended at once, linked to the span that wrote the change."""
+        if self.tracer is not None:
+            self._consumer_span(store.watch_name, store.change(change), change).end()
+
+    def handling(self, store: Described, trigger: str, change: Change, attempt: int) -> Any:
         """Start the span of one handler attempt (and record the lag on the first); the caller ends it."""
         if attempt == 1 and self.lag is not None:
-            self.lag.record(
-                max(0.0, time.time() - change.at.timestamp()),
-                {"db.system.name": attributes.get("db.system.name", ""), "motia_state.trigger.name": trigger},
-            )
+            self.lag.record(max(0.0, time.time() - change.at.timestamp()), store.trigger(trigger))
         if self.tracer is None:
             return None
-        link = link_of(change.traceparent)
-        span_attributes = _change_attributes(attributes, change)
-        span_attributes["motia_state.trigger.name"] = trigger
-        span_attributes["motia_state.trigger.attempt"] = attempt
-        return self.tracer.start_span(
-            f"trigger {trigger}",
-            kind=SpanKind.CONSUMER,
-            attributes=span_attributes,
-            links=[link] if link is not None else None,
-        )
+        attributes = store.change(change)
+        attributes["motia_state.trigger.name"] = trigger
+        attributes["motia_state.trigger.attempt"] = attempt
+        return self._consumer_span(f"trigger {trigger}", attributes, change)
 
-    def count_parked(self, attributes: Mapping[str, Any], trigger: str) -> None:
+    def count_parked(self, store: Described, trigger: str) -> None:
         """One more change parked by ``trigger``."""
         if self.parked is not None:
-            self.parked.add(
-                1, {"db.system.name": attributes.get("db.system.name", ""), "motia_state.trigger.name": trigger}
-            )
+            self.parked.add(1, store.trigger(trigger))
 
 
-#: Key of the attribute mapping that says whether scopes may be reported (``telemetry_scopes``); never sent.
-SCOPES: Final = "__motia_state_scopes__"
+class Described:
+    """What every span and metric of one store says about it (its adapter's telemetry attributes), and whether
+    spans may carry the scope (``telemetry_scopes``). The attribute sets are built once, not per call."""
+
+    __slots__ = ("_changes", "_operations", "attributes", "scopes", "watch_name")
+
+    def __init__(self, attributes: Mapping[str, str | int], scopes: bool) -> None:
+        self.attributes = dict(attributes)
+        self.scopes = scopes
+        target = self.attributes.get("db.collection.name")
+        self.watch_name = f"watch {target or 'motia_state'}"
+        # A change's spans describe the store, not the connection that carried it.
+        self._changes = {k: v for k, v in self.attributes.items() if not k.startswith("server.")}
+        self._operations: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def operation(self, op: str) -> tuple[str, dict[str, Any]]:
+        """The span name and the attributes (span and metric alike) of operation ``op``; never to be mutated."""
+        found = self._operations.get(op)
+        if found is None:
+            target = self.attributes.get("db.collection.name")
+            found = (f"{op} {target}" if target else op, {**self.attributes, "db.operation.name": op})
+            self._operations[op] = found
+        return found
+
+    def change(self, change: Change) -> dict[str, Any]:
+        """The attributes of a span about ``change`` (a new dict, the caller's to extend)."""
+        out = {
+            **self._changes,
+            "motia_state.change.event": change.event,
+            "motia_state.change.revision": change.revision,
+        }
+        if self.scopes:
+            out["motia_state.scope"] = change.scope
+        return out
+
+    def trigger(self, trigger: str) -> dict[str, Any]:
+        """The attributes of a trigger metric."""
+        return {"db.system.name": self.attributes.get("db.system.name", ""), "motia_state.trigger.name": trigger}
 
 
-def _change_attributes(attributes: Mapping[str, Any], change: Change) -> dict[str, Any]:
-    out = {k: v for k, v in attributes.items() if k != SCOPES and not k.startswith("server.")}
-    out["motia_state.change.event"] = change.event
-    out["motia_state.change.revision"] = change.revision
-    if attributes.get(SCOPES):
-        out["motia_state.scope"] = change.scope
-    return out
+def _mark_failed(span: Any, failure: str) -> None:
+    # The class only: an error's message quotes keys and values.
+    span.set_attribute("error.type", failure)
+    span.set_status(Status(StatusCode.ERROR))
 
 
-async def call_in_span(span: Any, handler: Callable[[C], Any], change: C) -> None:
-    """Run a trigger ``handler`` with ``span`` current (the handler's own spans become its children); end it."""
-    token = _context.attach(_trace.set_span_in_context(span))
+async def run_handler(span: Any, handler: Callable[[C], Any], change: C) -> None:
+    """Run a trigger ``handler`` (sync or async) with ``span``, if any, current: the handler's own spans become its
+    children; the span is ended."""
+    token = None if span is None else _context.attach(_trace.set_span_in_context(span))
     try:
         result = handler(change)
         if inspect.isawaitable(result):
             await result
     except BaseException as exc:
-        span.set_attribute("error.type", error_type(exc))
-        span.set_status(Status(StatusCode.ERROR))
+        if span is not None:
+            _mark_failed(span, error_type(exc))
         raise
     finally:
-        _context.detach(token)
-        span.end()
+        if token is not None:
+            _context.detach(token)
+            span.end()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import math
 import os
@@ -35,8 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from .changes import EVENTS, Change, utc_from_epoch
 from .errors import ChangesCompactedError, StateBackendError, StateValueError
-from .telemetry import API as _OTEL
-from .telemetry import call_in_span
+from .telemetry import Described, run_handler
 from .telemetry import current as current_telemetry
 
 if TYPE_CHECKING:
@@ -65,7 +63,7 @@ class TriggerOwner(Protocol):
     """What the engine needs of its StateManager (a protocol: this module does not import the manager)."""
 
     _trigger_runs: set[TriggerRun]
-    _telemetry: dict[str, Any]
+    _telemetry: Described
 
     def watch(self, scope: str | None = None, *, key: str | None = None, since: int | None = None) -> ChangeStream: ...
     async def _connected_adapter(self) -> ChangeSource: ...
@@ -497,14 +495,9 @@ class TriggerRun:
         while True:
             attempts += 1
             try:
-                tel = current_telemetry() if _OTEL else None
+                tel = current_telemetry()
                 span = None if tel is None else tel.handling(self.manager._telemetry, trig.name, change, attempts)
-                if span is not None:
-                    await call_in_span(span, trig.handler, change)
-                else:
-                    result = trig.handler(change)
-                    if inspect.isawaitable(result):
-                        await result
+                await run_handler(span, trig.handler, change)
                 return True, "", attempts
             except asyncio.CancelledError:
                 raise
@@ -553,7 +546,7 @@ class TriggerRun:
             return
         if not ok:
             await self._persist(lambda: self.store.park(name, change, error, attempts))
-            if _OTEL and (tel := current_telemetry()) is not None:
+            if (tel := current_telemetry()) is not None:
                 tel.count_parked(self.manager._telemetry, name)
         part = self._parts.get(partition_of(change.scope, change.key))
         if part is None or change.revision not in part.inflight:

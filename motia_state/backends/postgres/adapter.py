@@ -424,12 +424,16 @@ class PostgresAdapter(StateAdapter):
     async def delete(self, scope: str, key: str) -> None:
         await self.delete_entry(scope, key)
 
-    async def delete_entry(self, scope: str, key: str) -> Any:
+    async def _write(self, method: str, sql: str, traced: str, args: tuple[Any, ...]) -> Any:
+        """``pool.<method>(sql, *args)``; from a traced operation (``telemetry.OPERATION``, read here in the
+        caller's task), its ``traced`` variant with the traceparent as the last argument."""
         trace = OPERATION.get()
         if trace:
-            row = await self._pg.run("fetchrow", self._q.DELETE_TRACED, (scope, key, trace), read=False)
-        else:
-            row = await self._pg.run("fetchrow", self._q.DELETE, (scope, key), read=False)
+            return await self._pg.run(method, traced, (*args, trace), read=False)
+        return await self._pg.run(method, sql, args, read=False)
+
+    async def delete_entry(self, scope: str, key: str) -> Any:
+        row = await self._write("fetchrow", self._q.DELETE, self._q.DELETE_TRACED, (scope, key))
         if row is None or not row[1]:
             return None
         return decode(row[0])
@@ -521,10 +525,7 @@ class PostgresAdapter(StateAdapter):
     # --- scopes ---------------------------------------------------------------------------------------
 
     async def clear(self, scope: str) -> int:
-        trace = OPERATION.get()
-        if trace:
-            return int(await self._pg.run("fetchval", self._q.CLEAR_TRACED, (scope, trace), read=False))
-        return int(await self._pg.run("fetchval", self._q.CLEAR, (scope,), read=False))
+        return int(await self._write("fetchval", self._q.CLEAR, self._q.CLEAR_TRACED, (scope,)))
 
     async def cleanup(self) -> int:
         trace = OPERATION.get()
@@ -630,21 +631,12 @@ class PostgresAdapter(StateAdapter):
         return {r[0]: decode(r[1]) for r in rows}
 
     async def set_many(self, scope: str, mapping: Mapping[str, Any], ttl: float | None) -> None:
-        trace = OPERATION.get()
         keys = list(mapping)
         args = (scope, keys, [encode(mapping[k]) for k in keys], ttl)
-        if trace:
-            await self._pg.run("execute", self._q.SET_MANY_TRACED, (*args, trace), read=False)
-        else:
-            await self._pg.run("execute", self._q.SET_MANY, args, read=False)
+        await self._write("execute", self._q.SET_MANY, self._q.SET_MANY_TRACED, args)
 
     async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
-        trace = OPERATION.get()
-        if trace:
-            return int(
-                await self._pg.run("fetchval", self._q.DELETE_MANY_TRACED, (scope, list(keys), trace), read=False)
-            )
-        return int(await self._pg.run("fetchval", self._q.DELETE_MANY, (scope, list(keys)), read=False))
+        return int(await self._write("fetchval", self._q.DELETE_MANY, self._q.DELETE_MANY_TRACED, (scope, list(keys))))
 
 
 def listen_target_url(value: str | StoreURL) -> StoreURL:

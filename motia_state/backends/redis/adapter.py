@@ -243,13 +243,12 @@ class RedisAdapter(RedisBase):
         keys: tuple[Any, ...],
         args: tuple[Any, ...],
         scope: str,
-        trace: str | None,
         *rest: Any,
     ) -> Command:
         """EVALSHA of a writing script: its own keys and args, then the change feed's (scripts.recorder),
         then ``rest``. With ``changes: off`` it gets no extra keys and a blank flag: it records nothing.
 
-        ``trace``: the calling operation's traceparent (``telemetry.OPERATION``, read in the caller's task);
+        Built in the caller's task, so it reads the calling operation's traceparent (``telemetry.OPERATION``):
         when set, the recorder is told so and gets it as one more argument, to keep with every change.
         """
         if self.cluster:
@@ -260,6 +259,7 @@ class RedisAdapter(RedisBase):
         # On a Cluster only the scope stream, in the scope's slot.
         extra_keys: tuple[str, ...] = all_keys[1:2] if self.cluster else all_keys
         n = len(keys) + len(extra_keys)
+        trace = OPERATION.get()
         if trace:
             _, scope_arg, tag = extra_args
             return ("EVALSHA", script.sha, n, *keys, *extra_keys, *args, "t", scope_arg, tag, trace, *rest)
@@ -298,7 +298,6 @@ class RedisAdapter(RedisBase):
                         (self._keys.entry(scope, key), tag),
                         (encode(value), key, ttl_ms(ttl)),
                         scope,
-                        OPERATION.get(),
                     ),
                     ("SADD", self._keys.registry, scope),
                 ),
@@ -316,7 +315,7 @@ class RedisAdapter(RedisBase):
             await self._conn.run(
                 self._registered(
                     scope,
-                    self._script(scripts.DELETE, (self._keys.entry(scope, key), tag), (key,), scope, OPERATION.get()),
+                    self._script(scripts.DELETE, (self._keys.entry(scope, key), tag), (key,), scope),
                 ),
                 idempotent=False,
             )
@@ -329,18 +328,17 @@ class RedisAdapter(RedisBase):
         tag = self._keys.index(scope)
         ekey = self._keys.entry(scope, key)
         new_ttl = ttl_ms(ttl_if_new)
-        trace = OPERATION.get()  # once, here in the caller's task: write() may run several times
 
         async def write(text: bytes | None, new_text: str) -> Any:
             if text is None:
                 commands = self._registered(
                     scope,
-                    self._script(scripts.CAS, (ekey, tag), ("0", "", new_text, key, new_ttl), scope, trace),
+                    self._script(scripts.CAS, (ekey, tag), ("0", "", new_text, key, new_ttl), scope),
                     ("SADD", self._keys.registry, scope),
                 )
             else:
                 commands = self._registered(
-                    scope, self._script(scripts.CAS, (ekey, tag), ("1", text, new_text, key, new_ttl), scope, trace)
+                    scope, self._script(scripts.CAS, (ekey, tag), ("1", text, new_text, key, new_ttl), scope)
                 )
             return (await self._conn.run(commands, idempotent=False))[0]
 
@@ -355,7 +353,7 @@ class RedisAdapter(RedisBase):
                 await self._conn.run(
                     self._registered(
                         scope,
-                        self._script(scripts.CLEAR, (tag,), (self._keys.entries(scope),), scope, OPERATION.get()),
+                        self._script(scripts.CLEAR, (tag,), (self._keys.entries(scope),), scope),
                     ),
                     idempotent=False,
                 )
@@ -478,7 +476,6 @@ class RedisAdapter(RedisBase):
         pruned by exactly one script, so the counts add up, and records its ``expired`` change once).
         Returns the entries removed.
         """
-        trace = OPERATION.get()
         removed = 0
         cursor: int | bytes = 0
         while True:
@@ -489,7 +486,7 @@ class RedisAdapter(RedisBase):
             empty: list[str] = []
             while pending:
                 commands = [
-                    self._script(scripts.CLEANUP, (self._keys.index(s),), (self._keys.entries(s), _CHUNK), s, trace)
+                    self._script(scripts.CLEANUP, (self._keys.index(s),), (self._keys.entries(s), _CHUNK), s)
                     for s in pending
                 ]
                 for s in pending:
@@ -770,9 +767,7 @@ class RedisAdapter(RedisBase):
         await self._conn.run(
             self._registered(
                 scope,
-                self._script(
-                    scripts.SET_MANY, (tag,), (self._keys.entries(scope), ttl_ms(ttl)), scope, OPERATION.get(), *args
-                ),
+                self._script(scripts.SET_MANY, (tag,), (self._keys.entries(scope), ttl_ms(ttl)), scope, *args),
                 ("SADD", self._keys.registry, scope),
             ),
             # Re-running writes the same values again, but would record the changes twice.
@@ -786,9 +781,7 @@ class RedisAdapter(RedisBase):
                 await self._conn.run(
                     self._registered(
                         scope,
-                        self._script(
-                            scripts.DELETE_MANY, (tag,), (self._keys.entries(scope),), scope, OPERATION.get(), *keys
-                        ),
+                        self._script(scripts.DELETE_MANY, (tag,), (self._keys.entries(scope),), scope, *keys),
                     ),
                     idempotent=False,
                 )
