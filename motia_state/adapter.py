@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from .errors import ChangesCompactedError
 from .ops import Filter, match
 
 if TYPE_CHECKING:
@@ -77,6 +79,10 @@ class Entry:
 def seconds_left(expires_at: datetime | None) -> float | None:
     """Seconds until ``expires_at`` (None for never); may be <= 0 when already past."""
     return None if expires_at is None else expires_at.timestamp() - time.time()
+
+
+#: Changes read per round trip by the default ``key_history`` (a stream's batch, ``changes.BATCH``).
+_HISTORY_BATCH: Final = 500
 
 
 # Fallback home of the default update's lock for adapters whose instances take no new attributes.
@@ -257,6 +263,26 @@ class StateAdapter:
         left = seconds_left(entry.expires_at)
         return None if left is None else max(left, 0.0)
 
+    async def scopes_page(self, after: str | None, limit: int, search: str | None) -> list[str]:
+        """At most ``limit`` scopes holding a live entry, in code point order, each sorting strictly after
+        ``after`` (None: from the first) and containing ``search`` (None: any) as a plain, case-sensitive
+        substring: the state browser's page of scopes.
+
+        Default: all of ``list_groups()``, sorted here; a backend overrides it with a range read.
+        """
+        scopes = sorted(set(await self.list_groups()))
+        start = 0 if after is None else bisect.bisect_right(scopes, after)
+        if search is None:
+            return scopes[start : start + limit]
+        out: list[str] = []
+        for i in range(start, len(scopes)):
+            scope = scopes[i]
+            if search in scope:
+                out.append(scope)
+                if len(out) >= limit:
+                    break
+        return out
+
     # --- the change feed (SPEC §10; optional) ----------------------------------------------------
 
     async def revision(self, scope: str | None) -> int:
@@ -278,6 +304,33 @@ class StateAdapter:
             f"{type(self).__name__} records no changes: override revision(scope) and"
             " changes_after(scope, key, after, limit, wait) to support watch()"
         )
+
+    async def key_history(self, scope: str, key: str, before: int | None, limit: int) -> list[Change]:
+        """The retained changes of ``scope``/``key`` with a revision below ``before`` (None: all), newest first,
+        at most ``limit``: one page of a key's history, paged backwards with ``before`` = the last revision.
+
+        Default: the key's whole retained history read forward with ``changes_after``, keeping the last
+        ``limit``; a backend overrides it with a backward read. A store without changes raises what
+        ``changes_after`` raises.
+        """
+        kept: deque[Change] = deque(maxlen=limit)
+        after = 0
+        while True:
+            try:
+                batch = await self.changes_after(scope, key, after, _HISTORY_BATCH, 0.0)
+            except ChangesCompactedError as exc:
+                if exc.oldest - 1 <= after:
+                    raise  # no progress possible: not a compaction this read can step over
+                after = exc.oldest - 1  # the history starts at the oldest change still kept
+                continue
+            for change in batch:
+                if before is not None and change.revision >= before:
+                    return list(reversed(kept))
+                kept.append(change)
+            # Fewer than asked: the end. A batch not moving forward would loop forever: treat it so too.
+            if len(batch) < _HISTORY_BATCH or batch[-1].revision <= after:
+                return list(reversed(kept))
+            after = batch[-1].revision
 
 
 def server_attributes(

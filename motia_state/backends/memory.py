@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from ..adapter import Entry, StateAdapter, StateItem
-from ..changes import DEFAULT_RETENTION, Change, ChangeLog, log_compaction
+from ..changes import DEFAULT_RETENTION, Change, ChangeLog, log_compaction, utc_from_epoch
 from ..ops import Filter, match
 from ..telemetry import OPERATION
 from ..triggers import MemoryTriggerStore
@@ -38,6 +40,9 @@ class MemoryAdapter(StateAdapter):
     ) -> None:
         # ``url`` (memory://) is accepted so the registry can build every backend alike; it holds nothing.
         self._data: dict[str, dict[str, _Stored]] = {}
+        # Every scope of _data in code point order, for scopes_page; None until needed again. Only a new scope
+        # drops it: a removed one stays listed until then, and a page skips it (it is no longer in _data).
+        self._sorted_scopes: list[str] | None = None
         self.changes_off = not changes
         self._log = ChangeLog(changes_retention)
         self._triggers = MemoryTriggerStore()
@@ -74,6 +79,33 @@ class MemoryAdapter(StateAdapter):
             found = self._log.read(scope, key, after, limit)
         return found
 
+    async def key_history(self, scope: str, key: str, before: int | None, limit: int) -> list[Change]:
+        # The log's changes, newest first from ``before``: its revisions are consecutive, so where to start is
+        # arithmetic (the log lives in this process: read in place, as ChangeLog.read reads it).
+        log = self._log._changes
+        out: list[Change] = []
+        if not log:
+            return out
+        # Those at and above ``before`` are skipped (in C, by islice); no await below, so the log stays still.
+        skip = 0 if before is None else max(0, min(len(log), log[-1][0] - before + 1))
+        for rev, event, s, k, old, new, at, trace in itertools.islice(reversed(log), skip, None):
+            if s == scope and k == key:
+                out.append(
+                    Change(
+                        rev,
+                        event,  # type: ignore[arg-type]
+                        s,
+                        k,
+                        None if old is None else decode(old),
+                        None if new is None else decode(new),
+                        utc_from_epoch(at),
+                        trace,
+                    )
+                )
+                if len(out) >= limit:
+                    break
+        return out
+
     def __repr__(self) -> str:
         return "MemoryAdapter()"
 
@@ -96,8 +128,16 @@ class MemoryAdapter(StateAdapter):
         now = time.time()
         return {k: s for k, s in entries.items() if s[1] is None or s[1] > now}
 
+    def _scope_for_write(self, scope: str) -> dict[str, _Stored]:
+        """The scope's entries, created when the scope is new (which drops the sorted list of scopes)."""
+        entries = self._data.get(scope)
+        if entries is None:
+            entries = self._data[scope] = {}
+            self._sorted_scopes = None
+        return entries
+
     def _put(self, scope: str, key: str, value: Any, expires: float | None) -> None:
-        entries = self._data.setdefault(scope, {})
+        entries = self._scope_for_write(scope)
         text = encode(value)
         if not self.changes_off:
             old = entries.get(key)
@@ -182,6 +222,23 @@ class MemoryAdapter(StateAdapter):
         now = time.time()
         return [s for s, entries in self._data.items() if any(e[1] is None or e[1] > now for e in entries.values())]
 
+    async def scopes_page(self, after: str | None, limit: int, search: str | None) -> list[str]:
+        ordered = self._sorted_scopes
+        if ordered is None:
+            ordered = self._sorted_scopes = sorted(self._data)
+        now = time.time()
+        out: list[str] = []
+        for i in range(0 if after is None else bisect.bisect_right(ordered, after), len(ordered)):
+            s = ordered[i]
+            if search is not None and search not in s:
+                continue
+            entries = self._data.get(s)
+            if entries and any(e[1] is None or e[1] > now for e in entries.values()):
+                out.append(s)
+                if len(out) >= limit:
+                    break
+        return out
+
     async def values(self, scope: str) -> list[Any]:
         live = self._live_entries(scope)
         return [decode(live[k][0]) for k in sorted(live)]
@@ -216,7 +273,7 @@ class MemoryAdapter(StateAdapter):
         # Encode everything first so that a failure leaves the store untouched.
         expires = _expiry(ttl)
         encoded = {k: (encode(v), expires) for k, v in mapping.items()}
-        entries = self._data.setdefault(scope, {})
+        entries = self._scope_for_write(scope)
         if not self.changes_off:
             now = time.time()
             trace = OPERATION.get() or None

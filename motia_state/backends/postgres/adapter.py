@@ -590,26 +590,33 @@ class PostgresAdapter(StateAdapter):
         # Revisions up to oldest - 1 may have been compacted away: a reader after less may miss some.
         if oldest is not None and after < oldest - 1:
             raise ChangesCompactedError(after, oldest)
-        return [
-            Change(
-                r[1],
-                cast(Event, r[2]),  # the trigger writes only the four event names
-                r[3],
-                r[4],
-                None if r[5] is None else decode(r[5]),
-                None if r[6] is None else decode(r[6]),
-                r[7],
-                r[8],
-            )
-            for r in rows
-            if r[1] is not None
-        ]
+        return [_change(r[1:]) for r in rows if r[1] is not None]
+
+    async def key_history(self, scope: str, key: str, before: int | None, limit: int) -> list[Change]:
+        # Retained changes only: whatever compaction removed is simply not in the history (no error).
+        if before is None:
+            rows = await self._pg.run("fetch", self._q.KEY_HISTORY, (scope, key, limit), read=True)
+        else:
+            rows = await self._pg.run("fetch", self._q.KEY_HISTORY_BEFORE, (scope, key, limit, before), read=True)
+        return [_change(r) for r in rows]
 
     async def keys(self, scope: str) -> list[str]:
         return [r[0] for r in await self._pg.run("fetch", self._q.KEYS, (scope,), read=True)]
 
     async def list_groups(self) -> list[str]:
         return [r[0] for r in await self._pg.run("fetch", self._q.GROUPS, (), read=True)]
+
+    async def scopes_page(self, after: str | None, limit: int, search: str | None) -> list[str]:
+        q = self._q
+        args: tuple[Any, ...]
+        if search is None:
+            sql, args = (q.SCOPES_FIRST, (limit,)) if after is None else (q.SCOPES_AFTER, (limit, after))
+        elif after is None:
+            sql, args = q.SCOPES_SEARCH, (limit, search)
+        else:
+            sql, args = q.SCOPES_SEARCH_AFTER, (limit, search, after)
+        # Sorted here too: the skip scan yields scope order by construction, not by an ORDER BY.
+        return sorted(r[0] for r in await self._pg.run("fetch", sql, args, read=True))
 
     async def values(self, scope: str) -> list[Any]:
         return [decode(r[0]) for r in await self._pg.run("fetch", self._q.VALUES, (scope,), read=True)]
@@ -637,6 +644,20 @@ class PostgresAdapter(StateAdapter):
 
     async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
         return int(await self._write("fetchval", self._q.DELETE_MANY, self._q.DELETE_MANY_TRACED, (scope, list(keys))))
+
+
+def _change(r: Any) -> Change:
+    """A change from a row (revision, event, scope, key, old_value, new_value, at, traceparent)."""
+    return Change(
+        r[0],
+        cast(Event, r[1]),  # the trigger writes only the four event names
+        r[2],
+        r[3],
+        None if r[4] is None else decode(r[4]),
+        None if r[5] is None else decode(r[5]),
+        r[6],
+        r[7],
+    )
 
 
 def listen_target_url(value: str | StoreURL) -> StoreURL:

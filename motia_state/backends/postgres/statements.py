@@ -172,6 +172,44 @@ ORDER BY c.revision
         self.KEYS = f"SELECT key FROM {T} WHERE scope = $1 AND {LIVE}"
         self.VALUES = f"SELECT value FROM {T} WHERE scope = $1 AND {LIVE} ORDER BY key"
         self.GROUPS = f"SELECT DISTINCT scope FROM {T} WHERE {LIVE}"
+
+        # A page of scopes (the state browser), in code point order (the column's COLLATE "C").
+        def scopes_page(after: str) -> str:
+            # A skip scan: each step is one descent of the primary key index to the next scope, so a scope of a
+            # million keys costs what a scope of one does (a GROUP BY would read every row of it), and a scope is
+            # kept when it holds a live row. Postgres runs the recursion only as far as the LIMIT pulls it; no
+            # ORDER BY above it (that would run it to the end first): the steps come in scope order. The liveness
+            # test is a scalar subquery so that it stays a filter on each step (an EXISTS may become a join).
+            return f"""
+WITH RECURSIVE s(scope) AS (
+    (SELECT scope FROM {T}{after} ORDER BY scope LIMIT 1)
+    UNION ALL
+    SELECT (SELECT m.scope FROM {T} m WHERE m.scope > s.scope ORDER BY m.scope LIMIT 1) FROM s
+    WHERE s.scope IS NOT NULL
+)
+SELECT scope FROM s
+WHERE scope IS NOT NULL AND (SELECT true FROM {T} m WHERE m.scope = s.scope AND {LIVE} LIMIT 1)
+LIMIT $1
+"""
+
+        #: $1 the limit; $2 the scope the page starts after.
+        self.SCOPES_FIRST = scopes_page("")
+        self.SCOPES_AFTER = scopes_page(" WHERE scope > $2")
+
+        # With a search ($1 limit, $2 the text, $3 after): the index's entries in order, filtered by strpos (a plain
+        # substring: no LIKE pattern), then the same liveness test per matching scope, until the page is full. Few
+        # scopes match, so this reads index entries (no table rows) where the skip scan would take a descent per
+        # scope passed: at worst every entry of the index, one pass.
+        def search_page(after: str) -> str:
+            return f"""
+SELECT d.scope FROM (SELECT DISTINCT scope FROM {T} WHERE strpos(scope, $2) > 0{after} ORDER BY scope) d
+WHERE (SELECT true FROM {T} m WHERE m.scope = d.scope AND {LIVE} LIMIT 1)
+ORDER BY d.scope LIMIT $1
+"""
+
+        self.SCOPES_SEARCH = search_page("")
+        self.SCOPES_SEARCH_AFTER = search_page(" AND scope > $3")
+
         self.TTL = (
             f"SELECT EXTRACT(EPOCH FROM expires_at - now())::float8 AS left FROM {T}"
             f" WHERE scope = $1 AND key = $2 AND {LIVE}"
@@ -236,6 +274,14 @@ ORDER BY c.revision
         self.CHANGES_AFTER = changes_after("")
         self.CHANGES_AFTER_SCOPE = changes_after(" AND scope = $3")
         self.CHANGES_AFTER_KEY = changes_after(" AND scope = $3 AND key = $4")
+
+        # A key's history, newest first ($1 scope, $2 key, $3 limit, $4 the revision to stay below): a backward
+        # range of the history index (scope, key, revision), however long the store's or the key's history.
+        history = f"SELECT revision, event, scope, key, old_value, new_value, at, traceparent FROM {C}"
+        self.KEY_HISTORY = f"{history} WHERE scope = $1 AND key = $2 ORDER BY revision DESC LIMIT $3"
+        self.KEY_HISTORY_BEFORE = (
+            f"{history} WHERE scope = $1 AND key = $2 AND revision < $4 ORDER BY revision DESC LIMIT $3"
+        )
 
         # The oldest COMPACT_BATCH rows by revision (a bounded index scan, whatever the table holds), of which those
         # older than the retention ($1 seconds) go; never the newest row, so "oldest kept - 1" stays a correct floor

@@ -31,6 +31,7 @@ keys in one slot of their own.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -468,6 +469,43 @@ class RedisAdapter(RedisBase):
             live.extend(s for s, n in zip(batch, counts, strict=True) if n > 0)
         return live
 
+    async def scopes_page(self, after: str | None, limit: int, search: str | None) -> list[str]:
+        """The registry (one set) read whole, the candidates after ``after`` containing ``search`` picked here, and
+        only as many of them checked for a live member (ZCOUNT above now, as ``list_groups``) as the page needs.
+
+        UTF-8 byte order is code point order and a UTF-8 needle is found in the bytes exactly where it is in the
+        text, so the raw members are compared, searched and sorted without decoding them all.
+        """
+        (now_s, now_us), members = await self._conn.run([("TIME",), ("SMEMBERS", self._keys.registry)], idempotent=True)
+        now = int(now_s) * 1000 + int(now_us) // 1000
+        candidates: list[bytes] = list(members)
+        if after is not None:
+            floor = after.encode("utf-8")
+            candidates = [m for m in candidates if m > floor]
+        if search is not None:
+            needle = search.encode("utf-8")
+            candidates = [m for m in candidates if needle in m]
+        # Usually every scope is live, so the page is the ``limit`` smallest: a heap pass, not a sort of them all.
+        # Expired-only scopes among those (the registry keeps them until cleanup) make the rest be sorted once.
+        ordered = heapq.nsmallest(limit, candidates) if len(candidates) > limit else sorted(candidates)
+        partial = len(ordered) < len(candidates)
+        out: list[str] = []
+        start = 0
+        while len(out) < limit:
+            if start >= len(ordered):
+                if not partial:
+                    break
+                ordered = sorted(m for m in candidates if m > ordered[-1])
+                start, partial = 0, False
+                continue
+            batch = [_text(m) for m in ordered[start : start + min(_SCOPE_BATCH, max(limit - len(out), 16))]]
+            start += len(batch)
+            counts = await self._conn.run(
+                [("ZCOUNT", self._keys.index(s), f"({now}", "+inf") for s in batch], idempotent=True
+            )
+            out.extend(s for s, n in zip(batch, counts, strict=True) if n > 0)
+        return out[:limit]
+
     async def cleanup(self) -> int:
         """Prune expired index members (and any string Redis has not dropped yet) and empty scopes, then
         compact the change feed (changes older than ``changes_retention``).
@@ -714,6 +752,27 @@ class RedisAdapter(RedisBase):
             found = self._changes(scope, key, entries)
             if found:
                 return found
+
+    async def key_history(self, scope: str, key: str, before: int | None, limit: int) -> list[Change]:
+        """XREVRANGE of the scope's stream from ``before`` (exclusive) back, filtered to ``key`` here, in batches that
+        grow while other keys' changes fill them, until ``limit`` are found or the stream's first change is passed.
+
+        The same per-scope stream (in the scope's slot) on one server and on a Cluster; what compaction trimmed is
+        simply not there.
+        """
+        if before is not None and before <= 0:
+            return []  # no revision is below 0 (and "(0-0" is no valid range end)
+        stream = self.stream_key(scope)
+        end = "+" if before is None else "(" + self._stream_id(before)
+        count = min(max(limit, 16), _CHUNK)
+        out: list[Change] = []
+        while True:
+            entries = await self._conn.one(("XREVRANGE", stream, end, "-", "COUNT", count), idempotent=True)
+            out.extend(self._changes(scope, key, entries))
+            if len(out) >= limit or len(entries) < count:
+                return out[:limit]
+            end = "(" + entries[-1][0].decode("ascii")
+            count = min(count * 2, _CHUNK)
 
     def _changes(self, scope: str | None, key: str | None, entries: list[Any]) -> list[Change]:
         """Stream entries as :class:`Change` (of ``key`` only, when given)."""

@@ -80,6 +80,9 @@ class MotiaLayoutAdapter(RedisBase):
     ) -> list[Change]:
         raise NotImplementedError(_NO_CHANGES)
 
+    async def key_history(self, scope: str, key: str, before: int | None, limit: int) -> list[Change]:
+        raise NotImplementedError(_NO_CHANGES)
+
     # --- scanning -------------------------------------------------------------------------------------
 
     async def _scan(self, pattern: str) -> set[bytes]:

@@ -39,8 +39,10 @@ from .operations import (
     op_get_many,
     op_groups,
     op_items,
+    op_key_history,
     op_keys,
     op_revision,
+    op_scopes_page,
     op_set,
     op_set_many,
     op_traced,
@@ -213,6 +215,11 @@ class SQLiteAdapter(StateAdapter):
         result: list[str] = await self._call(READ, op_groups)
         return result
 
+    async def scopes_page(self, after: str | None, limit: int, search: str | None) -> list[str]:
+        """A page of live scopes after ``after`` containing ``search``: index-driven (``scopes_query``)."""
+        result: list[str] = await self._call(READ, op_scopes_page, after, limit, search)
+        return result
+
     async def values(self, scope: str) -> list[Any]:
         """Live values of ``scope`` ordered by key."""
         result: list[Any] = await self._call(READ, op_values, scope)
@@ -277,6 +284,11 @@ class SQLiteAdapter(StateAdapter):
             if scanned_to is not None:
                 start = max(start, scanned_to)
             await self._db.wait_for_change(generation, version, left)
+
+    async def key_history(self, scope: str, key: str, before: int | None, limit: int) -> list[Change]:
+        """The key's retained changes below ``before``, newest first: one backward range of the history index."""
+        result: list[Change] = await self._call(READ, op_key_history, scope, key, before, limit)
+        return result
 
     # --- durable triggers ----------------------------------------------------------------------------------
 

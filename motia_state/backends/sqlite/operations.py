@@ -34,6 +34,7 @@ from .statements import (
     SQL_GET_ENTRY,
     SQL_GET_MANY,
     SQL_GROUPS,
+    SQL_KEY_HISTORY,
     SQL_KEYS,
     SQL_LAST_REVISION,
     SQL_SCOPE_REVISION,
@@ -43,6 +44,7 @@ from .statements import (
     SQL_VALUES,
     changes_query,
     items_query,
+    scopes_query,
 )
 
 
@@ -119,6 +121,12 @@ def op_keys(conn: sqlite3.Connection, now: str, scope: str) -> list[str]:
 
 def op_groups(conn: sqlite3.Connection, now: str) -> list[str]:
     return [s for (s,) in conn.execute(SQL_GROUPS, (now,))]
+
+
+def op_scopes_page(conn: sqlite3.Connection, now: str, after: str | None, limit: int, search: str | None) -> list[str]:
+    sql, args = scopes_query(now, after, search, limit)
+    # Sorted here too: the query yields scope order by how it runs, not by an ORDER BY.
+    return sorted(s for (s,) in conn.execute(sql, args))
 
 
 def op_values(conn: sqlite3.Connection, now: str, scope: str) -> list[Any]:
@@ -270,14 +278,29 @@ def op_changes_after(
     finally:
         if own:
             rollback(conn)  # nothing was written: ending the read transaction is all that is left
-    out: list[Change] = []
-    for rev, event, s, k, old, new, at, trace in rows:
-        stamp = parse_ts(at)
-        assert stamp is not None  # NOT NULL column
-        old_value = None if old is None else decode(old)
-        new_value = None if new is None else decode(new)
-        out.append(Change(rev, cast(Event, event), s, k, old_value, new_value, stamp, trace))
-    return version, out, scanned_to
+    return version, [_change(row) for row in rows], scanned_to
+
+
+# Above every revision (SQLite's largest integer): ``revision < _NO_BOUND`` keeps them all.
+_NO_BOUND = 2**63 - 1
+
+
+def op_key_history(
+    conn: sqlite3.Connection, now: str, scope: str, key: str, before: int | None, limit: int
+) -> list[Change]:
+    """The retained changes of ``scope``/``key`` below ``before``, newest first, at most ``limit``."""
+    below = _NO_BOUND if before is None else before
+    return [_change(row) for row in conn.execute(SQL_KEY_HISTORY, (scope, key, below, limit))]
+
+
+def _change(row: Any) -> Change:
+    """A change from a row (revision, event, scope, key, old_value, new_value, at, traceparent)."""
+    rev, event, s, k, old, new, at, trace = row
+    stamp = parse_ts(at)
+    assert stamp is not None  # NOT NULL column
+    old_value = None if old is None else decode(old)
+    new_value = None if new is None else decode(new)
+    return Change(rev, cast(Event, event), s, k, old_value, new_value, stamp, trace)
 
 
 def op_feed_triggers(conn: sqlite3.Connection, now: str, on: bool) -> str | None:

@@ -6,7 +6,14 @@ from typing import Any, Final
 
 from ...sql import CHANGES_TABLE, TABLE_NAME
 
-__all__ = ["CLEANUP_BATCH", "COMPACT_BATCH", "LIVE", "changes_query", "items_query"]  # and the SQL_* statements
+__all__ = [
+    "CLEANUP_BATCH",
+    "COMPACT_BATCH",
+    "LIVE",
+    "changes_query",
+    "items_query",
+    "scopes_query",
+]  # and the SQL_* statements
 
 LIVE: Final = "(expires_at IS NULL OR expires_at > ?)"
 SQL_GET: Final = f'SELECT value FROM {TABLE_NAME} WHERE scope = ? AND "key" = ? AND {LIVE}'
@@ -31,6 +38,8 @@ SQL_CLEANUP: Final = (
 )
 SQL_KEYS: Final = f'SELECT "key" FROM {TABLE_NAME} WHERE scope = ? AND {LIVE} ORDER BY "key"'
 SQL_GROUPS: Final = f"SELECT DISTINCT scope FROM {TABLE_NAME} WHERE {LIVE} ORDER BY scope"
+# A scope holds a live row: one probe of the primary key index (?: now), for each candidate of a page of scopes.
+_HAS_LIVE: Final = f"(SELECT 1 FROM {TABLE_NAME} AS m WHERE m.scope = c.scope AND {LIVE} LIMIT 1)"
 SQL_VALUES: Final = f'SELECT value FROM {TABLE_NAME} WHERE scope = ? AND {LIVE} ORDER BY "key"'
 # A JSON array of keys is one parameter: one statement text whatever the number of keys.
 # The head of an items() query: the filters, scope and key range are appended to it.
@@ -69,6 +78,35 @@ def items_query(
     return sql, args
 
 
+def scopes_query(now: str, after: str | None, search: str | None, limit: int) -> tuple[str, list[Any]]:
+    """A page of scopes (the state browser): live ones after ``after`` containing ``search``, at most ``limit``.
+
+    BINARY collation: code point order. Both forms read the candidates from the primary key index in scope order
+    (a co-routine, stopped by the LIMIT: no ORDER BY above it, which would read them all first) and keep those
+    with a live row.
+    """
+    if search is None:
+        # A skip scan: one index descent per step to the next scope, so a scope's number of keys costs nothing.
+        first = f"SELECT scope FROM {TABLE_NAME}{'' if after is None else ' WHERE scope > ?'} ORDER BY scope LIMIT 1"
+        sql = (
+            f"WITH RECURSIVE c(scope) AS (SELECT ({first}) UNION ALL"
+            f" SELECT (SELECT n.scope FROM {TABLE_NAME} AS n WHERE n.scope > c.scope ORDER BY n.scope LIMIT 1)"
+            f" FROM c WHERE c.scope IS NOT NULL)"
+            f" SELECT scope FROM c WHERE scope IS NOT NULL AND {_HAS_LIVE} LIMIT ?"
+        )
+        args: list[Any] = [] if after is None else [after]
+    else:
+        # Few scopes match: one pass over the index's entries (instr: a plain, case-sensitive substring; LIKE
+        # would be neither) beats a descent per scope passed.
+        where = "instr(scope, ?) > 0" + ("" if after is None else " AND scope > ?")
+        sql = (
+            f"SELECT c.scope FROM (SELECT DISTINCT scope FROM {TABLE_NAME} WHERE {where} ORDER BY scope) AS c"
+            f" WHERE {_HAS_LIVE} LIMIT ?"
+        )
+        args = [search] if after is None else [search, after]
+    return sql, [*args, now, limit]
+
+
 # --- the change feed (SPEC §10): rows written by the triggers of motia_state.sql.feed -----------------
 
 _C: Final = CHANGES_TABLE
@@ -76,6 +114,11 @@ SQL_CHANGES_HEAD: Final = (
     f'SELECT revision, event, scope, "key", old_value, new_value, at, traceparent FROM {_C} WHERE revision > ?'
 )
 # min()/max() over the INTEGER PRIMARY KEY are one b-tree descent each.
+# A key's history, newest first: a backward range of the history index (scope, key, revision).
+SQL_KEY_HISTORY: Final = (
+    f'SELECT revision, event, scope, "key", old_value, new_value, at, traceparent FROM {_C}'
+    ' WHERE scope = ? AND "key" = ? AND revision < ? ORDER BY revision DESC LIMIT ?'
+)
 SQL_CHANGES_MIN: Final = f"SELECT min(revision) FROM {_C}"
 SQL_CHANGES_MAX: Final = f"SELECT max(revision) FROM {_C}"
 SQL_SCOPE_REVISION: Final = f"SELECT max(revision) FROM {_C} WHERE scope = ?"

@@ -5,6 +5,7 @@ import inspect as _inspect
 
 import pytest as _pytest
 
+from .test_browse import *  # noqa: F403
 from .test_changes import *  # noqa: F403
 from .test_filters import *  # noqa: F403
 from .test_operations import *  # noqa: F403
