@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "watch": "watch:watch_command",
     "worker": "triggers:worker_command",
     "triggers": "triggers:triggers_command",
+    "ui": "ui:ui_command",
 }
 
 

@@ -18,6 +18,8 @@ __all__ = [
     "items_command",
     "keys_command",
     "list_command",
+    "filter_path",
+    "filter_value",
     "parse_filter",
 ]
 
@@ -93,12 +95,21 @@ def parse_filter(text: str) -> dict[str, Any]:
     if m is None:
         raise CLIFailure(f"--filter {text!r}: write it as 'PATH OP VALUE', e.g. 'status eq \"confirmed\"'", EXIT_USAGE)
     raw_path, op, raw_value = m["path"], m["op"], m["value"]
-    path: Any = parse_json(raw_path, f"--filter {text!r}: the path") if raw_path.startswith("[") else raw_path
-    out: dict[str, Any] = {"path": path, "op": op}
+    out: dict[str, Any] = {"path": filter_path(raw_path, f"--filter {text!r}"), "op": op}
     if raw_value is not None:
-        is_word = _BARE_WORD.fullmatch(raw_value) and raw_value not in ("true", "false", "null")
-        out["value"] = raw_value if is_word else parse_json(raw_value, f"--filter {text!r}: the value")
+        out["value"] = filter_value(raw_value, f"--filter {text!r}")
     return out
+
+
+def filter_path(text: str, what: str) -> Any:
+    """A filter's PATH as written: a JSON list of field names when it starts with ``[``, else one field name."""
+    return parse_json(text, f"{what}: the path") if text.startswith("[") else text
+
+
+def filter_value(text: str, what: str) -> Any:
+    """A filter's VALUE as written: JSON, or a bare word meaning that string (``confirmed``)."""
+    is_word = _BARE_WORD.fullmatch(text) and text not in ("true", "false", "null")
+    return text if is_word else parse_json(text, f"{what}: the value")
 
 
 def _item(item: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ..manager import StateManager
 from ..triggers import TriggerStatus, TriggerStore
 from .common import EXIT_NOT_FOUND, EXIT_USAGE, CLIFailure, Output, failure, output_options, run_on_store, target
 
-__all__ = ["triggers_command", "worker_command"]
+__all__ = ["request_retry", "trigger_statuses", "triggers_command", "worker_command"]
 
 
 def load_manager(spec: str) -> StateManager:
@@ -143,6 +143,14 @@ async def trigger_statuses(state: StateManager) -> list[dict[str, Any]]:
     return out
 
 
+async def request_retry(state: StateManager, name: str) -> int:
+    """Ask the workers of trigger ``name`` to run its parked changes again; how many there are."""
+    _, store = await _trigger_store(state)
+    if name not in {s.name for s in await store.status()}:
+        raise CLIFailure(f"no trigger named {name!r} in this store", EXIT_NOT_FOUND)
+    return int(await store.request_retry(name))
+
+
 @click.group("triggers", invoke_without_command=True, short_help="Each trigger's position, lag, parked changes.")
 @output_options
 @click.pass_context
@@ -171,11 +179,5 @@ def retry_command(ctx: click.Context, name: str) -> None:
     Prints {"trigger": NAME, "retrying": N}. A change that fails again is parked again with its new error.
     """
 
-    async def work(state: StateManager) -> int:
-        _, store = await _trigger_store(state)
-        if name not in {s.name for s in await store.status()}:
-            raise CLIFailure(f"no trigger named {name!r} in this store", EXIT_NOT_FOUND)
-        return int(await store.request_retry(name))
-
-    count = run_on_store(target(ctx).settings(), work)
+    count = run_on_store(target(ctx).settings(), lambda state: request_retry(state, name))
     Output().value({"trigger": name, "retrying": count})
