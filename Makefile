@@ -32,6 +32,7 @@ bench: $(BIN)/.installed $(BIN)/.installed-bench
 	$(BIN)/python -m bench.feed $(BENCH_ARGS)  # the change feed: on/off cost, delivery delay, keep-up rate
 	$(BIN)/python -m bench.triggers $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)  # triggers: changes/s, delay
 	$(BIN)/python -m bench.cli_call  # one reading CLI call, wall time (target < 0.15 s); table in BENCHMARKS.md
+	$(BIN)/python -m bench.ui  # the state browser on 100,000 scopes: each page's time over HTTP and in Chromium
 
 clean:
 	rm -rf $(VENV) .motia .pytest_cache .mypy_cache .ruff_cache
