@@ -301,6 +301,10 @@ function scopePage(scope) {
         filters: filters.length ? JSON.stringify(filters) : ""});
     } catch (e) {
       if (mine !== latest) return;
+      // Rows of an earlier query must not pass for the answer to this one.
+      rows.replaceChildren();
+      status.textContent = "";
+      prev.disabled = more.disabled = true;
       const m = /^filter-(\d+)$/.exec(e.field || "");
       const row = m && filterBox.querySelectorAll(".filter-row")[Number(m[1])];
       if (row) row.querySelector(".filter-error").textContent = e.message;
@@ -449,8 +453,8 @@ function changeItem(c) {
       h("span", {class: "event"}, c.event), " ",
       h("time", {class: "at", datetime: c.at}, c.at)),
     h("div", {class: "change-values"},
-      h("div", {class: "old"}, h("span", {class: "muted"}, "before "), tree(c.old_value, 1)),
-      h("div", {class: "new"}, h("span", {class: "muted"}, "after "), tree(c.new_value, 1))));
+      h("div", {class: "old value"}, h("span", {class: "muted"}, "before "), tree(c.old_value, 1)),
+      h("div", {class: "new value"}, h("span", {class: "muted"}, "after "), tree(c.new_value, 1))));
 }
 
 function historyPage(scope, key) {
