@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import weakref
@@ -269,6 +270,25 @@ class ChangeStream:
             self._pending.cancel()
 
 
+# A recorded change in the memory log: revision, event, scope, key, old and new JSON text, epoch seconds,
+# traceparent.
+_Row = tuple[int, str, str, str, str | None, str | None, float, str | None]
+
+
+def _change(row: _Row) -> Change:
+    rev, event, scope, key, old, new, at, traceparent = row
+    return Change(
+        rev,
+        event,  # type: ignore[arg-type]
+        scope,
+        key,
+        None if old is None else decode(old),
+        None if new is None else decode(new),
+        utc_from_epoch(at),
+        traceparent,
+    )
+
+
 class ChangeLog:
     """Changes kept in this process (the memory backend): a revision counter, the retained changes in
     order, and the waiters to wake at each commit.
@@ -277,7 +297,7 @@ class ChangeLog:
     def __init__(self, retention: float) -> None:
         self.retention = retention
         # (revision, event, scope, key, old text, new text, at, traceparent)
-        self._changes: deque[tuple[int, str, str, str, str | None, str | None, float, str | None]] = deque()
+        self._changes: deque[_Row] = deque()
         self._revision = 0
         self._floor = 0  # the highest revision compacted away
         self._last_of: dict[str, int] = {}  # scope -> its last revision
@@ -327,23 +347,27 @@ class ChangeLog:
         # Revisions are consecutive in the deque: jump straight to the first one after ``after``.
         start = max(0, after - self._changes[0][0] + 1)
         for i in range(start, len(self._changes)):
-            rev, event, s, k, old, new, at, traceparent = self._changes[i]
-            if (scope is not None and s != scope) or (key is not None and k != key):
+            row = self._changes[i]
+            if (scope is not None and row[2] != scope) or (key is not None and row[3] != key):
                 continue
-            out.append(
-                Change(
-                    rev,
-                    event,  # type: ignore[arg-type]
-                    s,
-                    k,
-                    None if old is None else decode(old),
-                    None if new is None else decode(new),
-                    utc_from_epoch(at),
-                    traceparent,
-                )
-            )
+            out.append(_change(row))
             if len(out) >= limit:
                 break
+        return out
+
+    def history(self, scope: str, key: str, before: int | None, limit: int) -> list[Change]:
+        """Retained changes of (scope, key) below ``before``, newest first, at most ``limit``."""
+        log = self._changes
+        if not log:
+            return []
+        # Those at and above ``before`` are skipped (in C, by islice); no await below, so the log stays still.
+        skip = 0 if before is None else max(0, min(len(log), log[-1][0] - before + 1))
+        out: list[Change] = []
+        for row in itertools.islice(reversed(log), skip, None):
+            if row[2] == scope and row[3] == key:
+                out.append(_change(row))
+                if len(out) >= limit:
+                    break
         return out
 
     async def wait(self, after: int, within: float) -> None:

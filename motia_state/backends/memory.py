@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import bisect
-import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from ..adapter import Entry, StateAdapter, StateItem
-from ..changes import DEFAULT_RETENTION, Change, ChangeLog, log_compaction, utc_from_epoch
+from ..changes import DEFAULT_RETENTION, Change, ChangeLog, log_compaction
 from ..ops import Filter, match
 from ..telemetry import OPERATION
 from ..triggers import MemoryTriggerStore
@@ -80,31 +79,7 @@ class MemoryAdapter(StateAdapter):
         return found
 
     async def key_history(self, scope: str, key: str, before: int | None, limit: int) -> list[Change]:
-        # The log's changes, newest first from ``before``: its revisions are consecutive, so where to start is
-        # arithmetic (the log lives in this process: read in place, as ChangeLog.read reads it).
-        log = self._log._changes
-        out: list[Change] = []
-        if not log:
-            return out
-        # Those at and above ``before`` are skipped (in C, by islice); no await below, so the log stays still.
-        skip = 0 if before is None else max(0, min(len(log), log[-1][0] - before + 1))
-        for rev, event, s, k, old, new, at, trace in itertools.islice(reversed(log), skip, None):
-            if s == scope and k == key:
-                out.append(
-                    Change(
-                        rev,
-                        event,  # type: ignore[arg-type]
-                        s,
-                        k,
-                        None if old is None else decode(old),
-                        None if new is None else decode(new),
-                        utc_from_epoch(at),
-                        trace,
-                    )
-                )
-                if len(out) >= limit:
-                    break
-        return out
+        return self._log.history(scope, key, before, limit)
 
     def __repr__(self) -> str:
         return "MemoryAdapter()"

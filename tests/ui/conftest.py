@@ -83,10 +83,10 @@ class Server:
     args: tuple[str, ...] = field(default=())
     stopped: bool = False
 
-    def stop(self) -> None:
-        """SIGINT; it must exit 0 within 10 s. Once stopped, nothing more."""
+    def stop(self) -> str:
+        """SIGINT; it must exit 0 within 10 s. Returns what it wrote on stderr (once stopped: '')."""
         if self.stopped:
-            return
+            return ""
         self.stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -97,6 +97,7 @@ class Server:
             self.proc.communicate()
             pytest.fail(f"motia-state ui {' '.join(self.args)} did not stop within 10 s of SIGINT")
         assert self.proc.returncode == 0, f"motia-state ui exited {self.proc.returncode} on SIGINT; stderr: {err}"
+        return str(err)
 
 
 def _line_within(stream: IO[str], seconds: float) -> str:

@@ -6,62 +6,21 @@ import asyncio
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
 
 from motia_state import StateManager
+from tests.ui.conftest import Server, outside_write
 
 CLI = [sys.executable, "-m", "motia_state.cli"]
-
-
-class Served:
-    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
-        self.proc = proc
-        self.url = url.rstrip("/")
-
-    def stop(self) -> tuple[int, str]:
-        """SIGINT, then the exit code and stderr (fails the test if it does not stop within 10 s)."""
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            _, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            pytest.fail("motia-state ui did not stop within 10 s of SIGINT")
-        return self.proc.returncode, err
-
-
-def serve(url: str, *args: str) -> Served:
-    proc = subprocess.Popen(
-        [*CLI, "--url", url, "ui", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = _line_within(proc.stdout, 20)
-    if not line.startswith("http://"):
-        proc.kill()
-        pytest.fail(f"motia-state ui printed no URL: {line!r}; stderr: {proc.communicate()[1]}")
-    return Served(proc, line.strip())
-
-
-def _line_within(stream: IO[str], seconds: float) -> str:
-    import selectors
-
-    with selectors.DefaultSelector() as sel:
-        sel.register(stream, selectors.EVENT_READ)
-        if not sel.select(seconds):
-            return ""
-    return stream.readline()
 
 
 @pytest.fixture
@@ -78,17 +37,12 @@ def store(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def server(store: str) -> Iterator[Served]:
-    served = serve(store)
-    yield served
-    if served.proc.poll() is None:
-        code, err = served.stop()
-        assert code == 0, err
+def server(store: str, ui_server: Callable[..., Server]) -> Server:
+    return ui_server(store)
 
 
-def outside_write(url: str, scope: str, key: str, value: Any) -> None:
-    """A write from another process: the CLI."""
-    subprocess.run([*CLI, "--url", url, "set", scope, key, json.dumps(value)], check=True, capture_output=True)
+def base(server: Server) -> str:
+    return server.url.rstrip("/")
 
 
 def read_events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
@@ -103,10 +57,10 @@ def read_events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
 
 @pytest.mark.parametrize("scope", ["orders", None])
 def test_a_change_from_another_process_reaches_the_event_stream_within_2s(
-    server: Served, store: str, scope: str | None
+    server: Server, store: str, scope: str | None
 ) -> None:
     params = {"scope": scope} if scope else {}
-    with httpx.stream("GET", server.url + "/api/events", params=params, timeout=10) as response:
+    with httpx.stream("GET", base(server) + "/api/events", params=params, timeout=10) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = read_events(response)
         assert next(events)[0] == "ready"
@@ -125,38 +79,37 @@ def test_a_change_from_another_process_reaches_the_event_stream_within_2s(
     assert took < 2.0  # the process start of `motia-state set` included
 
 
-def test_the_server_stops_at_once_with_event_streams_open(server: Served) -> None:
-    with httpx.stream("GET", server.url + "/api/events", timeout=10) as response:
+def test_the_server_stops_at_once_with_event_streams_open(server: Server) -> None:
+    with httpx.stream("GET", base(server) + "/api/events", timeout=10) as response:
         assert next(read_events(response))[0] == "ready"
         started = time.monotonic()
-        code, err = server.stop()
-    assert code == 0, err
+        err = server.stop()  # exit code 0, checked there
     assert time.monotonic() - started < 5
     assert "Traceback" not in err
 
 
-def test_the_page_and_api_answer_over_http(server: Served, store: str) -> None:
-    page = httpx.get(server.url + "/")
+def test_the_page_and_api_answer_over_http(server: Server, store: str) -> None:
+    page = httpx.get(base(server) + "/")
     assert page.status_code == 200 and 'name="motia-state-token"' in page.text
-    assert httpx.get(server.url + "/api/scopes").json() == {"scopes": ["orders", "trace-1"], "next": None}
+    assert httpx.get(base(server) + "/api/scopes").json() == {"scopes": ["orders", "trace-1"], "next": None}
     token = page.text.split('name="motia-state-token" content="', 1)[1].split('"', 1)[0]
     assert len(token) >= 16
     body = {"scope": "orders", "key": "a", "value": '{"status": "shipped"}'}
-    refused = httpx.post(server.url + "/api/set", json=body)
+    refused = httpx.post(base(server) + "/api/set", json=body)
     assert refused.status_code == 403
-    done = httpx.post(server.url + "/api/set", json=body, headers={"X-Motia-State-Token": token})
+    done = httpx.post(base(server) + "/api/set", json=body, headers={"X-Motia-State-Token": token})
     assert done.status_code == 200 and done.json()["old_value"] == {"status": "open"}
     # Another process sees the write.
     got = subprocess.run([*CLI, "--url", store, "get", "orders", "a"], capture_output=True, text=True, check=True)
     assert json.loads(got.stdout) == {"status": "shipped"}
 
 
-def test_read_only_never_writes_the_database_file(store: str, tmp_path: Path) -> None:
+def test_read_only_never_writes_the_database_file(store: str, tmp_path: Path, ui_server: Callable[..., Server]) -> None:
     db = tmp_path / "state.db"
     before = hashlib.sha256(db.read_bytes()).hexdigest()
-    served = serve(store, "--read-only")
+    served = ui_server(store, "--read-only")
     try:
-        page = httpx.get(served.url + "/")
+        page = httpx.get(base(served) + "/")
         assert '<meta name="motia-state-read-only" content="true">' in page.text
         token = page.text.split('name="motia-state-token" content="', 1)[1].split('"', 1)[0]
         for path, params in (
@@ -167,8 +120,8 @@ def test_read_only_never_writes_the_database_file(store: str, tmp_path: Path) ->
             ("/api/history", {"scope": "orders", "key": "a"}),
             ("/api/triggers", {}),
         ):
-            assert httpx.get(served.url + path, params=params).status_code == 200, path
-        with httpx.stream("GET", served.url + "/api/events", params={"scope": "orders"}, timeout=10) as response:
+            assert httpx.get(base(served) + path, params=params).status_code == 200, path
+        with httpx.stream("GET", base(served) + "/api/events", params={"scope": "orders"}, timeout=10) as response:
             assert next(read_events(response))[0] == "ready"
         headers = {"X-Motia-State-Token": token}
         for path, body in (
@@ -176,10 +129,9 @@ def test_read_only_never_writes_the_database_file(store: str, tmp_path: Path) ->
             ("/api/delete", {"scope": "orders", "key": "a", "confirm": True}),
             ("/api/clear", {"scope": "orders", "confirm": True}),
         ):
-            assert httpx.post(served.url + path, json=body, headers=headers).status_code == 403
+            assert httpx.post(base(served) + path, json=body, headers=headers).status_code == 403
     finally:
-        code, err = served.stop()
-    assert code == 0, err
+        served.stop()
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
 
 
