@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
+from motia_state.backends.postgres import connection as pg_connection
 from motia_state.backends.postgres import statements as pg
 
 __all__ = ["RawPostgres"]
@@ -51,12 +52,10 @@ class RawPostgres:
         elif self.same_pool_settings:
             # The adapter's pool settings (a no-op reset on release instead of asyncpg's RESET ALL round
             # trip, its server settings): the ratio then measures the layer, not a pool configuration.
-            reset = getattr(pg, "_keep_session", None)
-            if reset is not None:
-                options["reset"] = reset
-            session = getattr(pg, "_SESSION", None)
-            if session:
-                options["server_settings"] = dict(session)
+            # (Looked up in the connection module, where they live: looked up in `statements`, as until
+            # 2026-12-02, they were silently missing and the raw side ran asyncpg's default pool.)
+            options["reset"] = pg_connection._keep_session
+            options["server_settings"] = dict(pg_connection._SESSION)
         self.pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size, **options)
 
     async def close(self) -> None:
