@@ -195,7 +195,7 @@ class MemoryAdapter(StateAdapter):
 
     async def list_groups(self) -> list[str]:
         now = time.time()
-        return [s for s, entries in self._data.items() if any(e[1] is None or e[1] > now for e in entries.values())]
+        return [s for s, entries in self._data.items() if _has_live(entries, now)]
 
     async def scopes_page(self, after: str | None, limit: int, search: str | None) -> list[str]:
         ordered = self._sorted_scopes
@@ -208,7 +208,7 @@ class MemoryAdapter(StateAdapter):
             if search is not None and search not in s:
                 continue
             entries = self._data.get(s)
-            if entries and any(e[1] is None or e[1] > now for e in entries.values()):
+            if entries and _has_live(entries, now):
                 out.append(s)
                 if len(out) >= limit:
                     break
@@ -276,3 +276,8 @@ class MemoryAdapter(StateAdapter):
         if stored is None or stored[1] is None:
             return None
         return max(stored[1] - time.time(), 0.0)
+
+
+def _has_live(entries: dict[str, _Stored], now: float) -> bool:
+    """Whether a scope's entries hold one that has not expired at ``now``."""
+    return any(e[1] is None or e[1] > now for e in entries.values())

@@ -187,18 +187,18 @@ def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse({"error": body}, status_code=status)
 
 
-def _store_error(exc: StateError, field: str | None = None) -> Refused:
-    """The HTTP answer for a store error."""
+def _store_error(exc: StateError) -> Refused:
+    """The HTTP answer for a store error, worded as the CLI words it (``describe``)."""
+    from ..cli.common import describe
+
+    text = describe(exc)
     if isinstance(exc, StateBackendError | SchemaOutOfDateError):
-        text = str(exc)
-        if isinstance(exc, SchemaOutOfDateError) and exc.command not in text:
-            text += f"; run: {exc.command}"
         return Refused(503, text)
     if isinstance(exc, StateConfigError):
-        return Refused(409, str(exc))
+        return Refused(409, text)
     if isinstance(exc, ValueError):  # StateKeyError, StateValueError, UpdateOpError
-        return Refused(400, str(exc), field)
-    return Refused(500, str(exc))
+        return Refused(400, text)
+    return Refused(500, text)
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -206,7 +206,7 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 def _dumps(value: Any) -> str:
-    # Values are stored JSON, so they dump; ensure_ascii keeps U+2028/2029 and the like out of the way.
+    # Stored values are JSON already, so they always dump (ASCII-escaped: safe in an event stream's data line).
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 

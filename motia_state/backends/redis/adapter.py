@@ -456,17 +456,23 @@ class RedisAdapter(RedisBase):
                     return out[:limit]
         return out
 
-    async def list_groups(self) -> list[str]:
+    async def _registry(self) -> tuple[int, list[bytes]]:
+        """The server's time (ms) and every member of the scope registry, in one round trip."""
         (now_s, now_us), scopes = await self._conn.run([("TIME",), ("SMEMBERS", self._keys.registry)], idempotent=True)
-        now = int(now_s) * 1000 + int(now_us) // 1000
-        ordered = list(scopes)
+        return int(now_s) * 1000 + int(now_us) // 1000, list(scopes)
+
+    async def _live_among(self, scopes: list[str], now: int) -> list[str]:
+        """Those of ``scopes`` whose index has a member expiring after ``now`` (or never), in one round trip."""
+        counts = await self._conn.run(
+            [("ZCOUNT", self._keys.index(s), f"({now}", "+inf") for s in scopes], idempotent=True
+        )
+        return [s for s, n in zip(scopes, counts, strict=True) if n > 0]
+
+    async def list_groups(self) -> list[str]:
+        now, ordered = await self._registry()
         live: list[str] = []
         for start in range(0, len(ordered), _SCOPE_BATCH):
-            batch = [_text(s) for s in ordered[start : start + _SCOPE_BATCH]]
-            counts = await self._conn.run(
-                [("ZCOUNT", self._keys.index(s), f"({now}", "+inf") for s in batch], idempotent=True
-            )
-            live.extend(s for s, n in zip(batch, counts, strict=True) if n > 0)
+            live.extend(await self._live_among([_text(s) for s in ordered[start : start + _SCOPE_BATCH]], now))
         return live
 
     async def scopes_page(self, after: str | None, limit: int, search: str | None) -> list[str]:
@@ -476,9 +482,7 @@ class RedisAdapter(RedisBase):
         UTF-8 byte order is code point order and a UTF-8 needle is found in the bytes exactly where it is in the
         text, so the raw members are compared, searched and sorted without decoding them all.
         """
-        (now_s, now_us), members = await self._conn.run([("TIME",), ("SMEMBERS", self._keys.registry)], idempotent=True)
-        now = int(now_s) * 1000 + int(now_us) // 1000
-        candidates: list[bytes] = list(members)
+        now, candidates = await self._registry()
         if after is not None:
             floor = after.encode("utf-8")
             candidates = [m for m in candidates if m > floor]
@@ -500,10 +504,7 @@ class RedisAdapter(RedisBase):
                 continue
             batch = [_text(m) for m in ordered[start : start + min(_SCOPE_BATCH, max(limit - len(out), 16))]]
             start += len(batch)
-            counts = await self._conn.run(
-                [("ZCOUNT", self._keys.index(s), f"({now}", "+inf") for s in batch], idempotent=True
-            )
-            out.extend(s for s, n in zip(batch, counts, strict=True) if n > 0)
+            out.extend(await self._live_among(batch, now))
         return out[:limit]
 
     async def cleanup(self) -> int:

@@ -110,15 +110,11 @@ def scopes_query(now: str, after: str | None, search: str | None, limit: int) ->
 # --- the change feed (SPEC §10): rows written by the triggers of motia_state.sql.feed -----------------
 
 _C: Final = CHANGES_TABLE
-SQL_CHANGES_HEAD: Final = (
-    f'SELECT revision, event, scope, "key", old_value, new_value, at, traceparent FROM {_C} WHERE revision > ?'
-)
-# min()/max() over the INTEGER PRIMARY KEY are one b-tree descent each.
+_CHANGE_ROW: Final = f'SELECT revision, event, scope, "key", old_value, new_value, at, traceparent FROM {_C}'
+SQL_CHANGES_HEAD: Final = f"{_CHANGE_ROW} WHERE revision > ?"
 # A key's history, newest first: a backward range of the history index (scope, key, revision).
-SQL_KEY_HISTORY: Final = (
-    f'SELECT revision, event, scope, "key", old_value, new_value, at, traceparent FROM {_C}'
-    ' WHERE scope = ? AND "key" = ? AND revision < ? ORDER BY revision DESC LIMIT ?'
-)
+SQL_KEY_HISTORY: Final = f'{_CHANGE_ROW} WHERE scope = ? AND "key" = ? AND revision < ? ORDER BY revision DESC LIMIT ?'
+# min()/max() over the INTEGER PRIMARY KEY are one b-tree descent each.
 SQL_CHANGES_MIN: Final = f"SELECT min(revision) FROM {_C}"
 SQL_CHANGES_MAX: Final = f"SELECT max(revision) FROM {_C}"
 SQL_SCOPE_REVISION: Final = f"SELECT max(revision) FROM {_C} WHERE scope = ?"
