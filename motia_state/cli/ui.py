@@ -108,7 +108,7 @@ def ui_command(ctx: click.Context, host: str, port: int, read_only: bool, token:
 
     async def serve() -> None:
         state = settings.build(StateManager)
-        await state.connect()  # a store that cannot open fails here, before anything listens
+        await state.connect()  # a store that cannot open fails here, before any request is served
         browser.state = state
         try:
             running = asyncio.ensure_future(server.serve(sockets=[listener]))
