@@ -34,8 +34,10 @@ import asyncio
 import heapq
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Final
 
 from ...adapter import Entry, StateAdapter, StateItem, server_attributes
@@ -66,6 +68,25 @@ CLUSTER_ALL_SCOPES: Final = (
     " script may write two slots), so there is no single order of every scope's changes: watch one scope"
     " (state.watch(scope)), ask state.revision(scope), and give triggers a scope= "
 )
+
+
+# Updates of one key coalesced into one compare-and-swap, at most (a script's argument list stays small).
+_LANE_BATCH: Final = 256
+# The remembered texts of updated keys: how many keys, and the longest text kept.
+_KNOWN_KEYS: Final = 4096
+_KNOWN_TEXT: Final = 4096
+
+
+class _Job:
+    """One ``update`` call: its function, TTL for a new entry, traceparent, and (when queued) its future."""
+
+    __slots__ = ("apply", "future", "trace", "ttl_if_new")
+
+    def __init__(self, apply: Callable[[Any], Any], ttl_if_new: float | None, trace: str | None) -> None:
+        self.apply = apply
+        self.ttl_if_new = ttl_if_new
+        self.trace = trace
+        self.future: asyncio.Future[tuple[Any, Any]] | None = None
 
 
 def _text(member: bytes) -> str:
@@ -127,6 +148,11 @@ class RedisBase(StateAdapter):
         self.all_scopes_unsupported = CLUSTER_ALL_SCOPES if self.cluster else None
         self.changes_off = not changes
         self._retention_ms = max(1, round(changes_retention * 1000))
+        # update_entry's lanes (updates of one key waiting for the one in flight) and remembered texts.
+        self._lanes: dict[str, list[_Job]] = {}
+        self._lanes_loop: asyncio.AbstractEventLoop | None = None
+        self._known: OrderedDict[str, str] = OrderedDict()
+        self._drains: set[asyncio.Task[None]] = set()
 
     def _layout(self, prefix: str) -> Any:
         """The key layout under ``prefix`` (each subclass's own)."""
@@ -173,36 +199,160 @@ class RedisBase(StateAdapter):
         left = await self._conn.one(("PTTL", self.entry_key(scope, key)), idempotent=True)
         return None if left < 0 else left / 1000
 
-    async def _compare_and_set(
-        self,
-        scope: str,
-        key: str,
-        apply: Callable[[Any], Any],
-        write: Callable[[bytes | None, str], Awaitable[Any]],
+    async def update_entry(
+        self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
     ) -> tuple[Any, Any]:
         """Optimistic compare-and-swap around ``apply``: exact numbers, atomic across processes.
 
         The JSON is never decoded in Lua (cjson would lose big integers, float digits and ``{}`` vs ``[]``):
-        the text is read, ``apply`` runs here, and ``write(text read, new text)`` (a script) writes only if
-        the text is unchanged, answering ``{1}`` or ``{0, current text}``.
+        ``apply`` runs here on the text last known, and a script writes only if the text is unchanged.
+
+        Two things keep it to one round trip and keep a hot key fast. The text this process last wrote by an
+        update is remembered (``_known``), so the next update of the key starts from it without a ``GET``; a
+        stale one costs one failed compare, whose reply carries the current text. And updates of one key that
+        arrive while one is in flight wait in its lane and are then applied one after the other, in arrival
+        order, to the text the first one left, and written by one compare-and-swap (``_chain``): each caller
+        still gets its own old and new value and its own change, and the processes that contend for the key
+        are only as many as there are processes, not tasks.
         """
-        text: bytes | None = await self._conn.one(("GET", self.entry_key(scope, key)), idempotent=True)
+        ekey = self.entry_key(scope, key)
+        job = _Job(apply, ttl_if_new, OPERATION.get())
+        loop = asyncio.get_running_loop()
+        if self._lanes_loop is not loop:  # lanes (and their futures) belong to one event loop
+            self._lanes, self._lanes_loop = {}, loop
+        lanes = self._lanes
+        lane = lanes.get(ekey)
+        if lane is not None:
+            job.future = loop.create_future()
+            lane.append(job)
+            return await job.future
+        lanes[ekey] = lane = []
+        try:
+            outcome = (await self._update_batch(scope, key, ekey, [job]))[0]
+        finally:
+            if lane:
+                # Run by a task of its own, so that neither this caller's return nor its cancellation waits
+                # for (or stops) the updates queued behind it.
+                task = loop.create_task(self._drain(scope, key, ekey, lanes, lane))
+                self._drains.add(task)
+                task.add_done_callback(self._drains.discard)
+            elif lanes.get(ekey) is lane:
+                del lanes[ekey]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def _drain(self, scope: str, key: str, ekey: str, lanes: dict[str, list[_Job]], lane: list[_Job]) -> None:
+        """Write the updates queued in ``lane``, a batch at a time, until none is left."""
+        try:
+            while lane:
+                batch = [job for job in lane[:_LANE_BATCH] if job.future is not None and not job.future.done()]
+                del lane[:_LANE_BATCH]
+                if not batch:
+                    continue
+                try:
+                    outcomes = await self._update_batch(scope, key, ekey, batch)
+                except BaseException as exc:
+                    for job in batch:
+                        if job.future is not None and not job.future.done():
+                            job.future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for job, outcome in zip(batch, outcomes, strict=True):
+                    if job.future is None or job.future.done():
+                        continue  # its caller was cancelled after the batch was taken: the update stands
+                    if isinstance(outcome, BaseException):
+                        job.future.set_exception(outcome)
+                    else:
+                        job.future.set_result(outcome)
+        finally:
+            if lanes.get(ekey) is lane:
+                del lanes[ekey]
+            for job in lane:  # only left when this task itself was cancelled (the loop is closing)
+                if job.future is not None and not job.future.done():
+                    job.future.cancel()
+
+    async def _update_batch(
+        self, scope: str, key: str, ekey: str, batch: list[_Job]
+    ) -> list[tuple[Any, Any] | Exception]:
+        """Apply ``batch`` in order and write the result by one compare-and-swap; each job's (old, new) or the
+        error its ``apply`` raised. Retries (with jittered backoff) while other processes win the race."""
+        text: str | bytes | None = self._known.get(ekey)
+        verified = text is None
+        if verified:
+            text = await self._conn.one(("GET", ekey), idempotent=True)
         for attempt in range(_MAX_CAS_ATTEMPTS):
-            old = None if text is None else decode(text)
-            new = apply(old)  # raises before anything is written
-            # Not retried blindly: a lost reply could mean the write happened.
-            reply = await write(text, encode(new))
-            if reply[0] == 1:
-                return old, new
-            # Lost the race: the reply carries the current text. Back off a little, with jitter, so the
-            # contenders spread out instead of colliding again in lockstep.
-            text = reply[1] if len(reply) > 1 else None
-            await asyncio.sleep(random.random() * min(0.005, 0.0001 * (1 << min(attempt, 6))))
+            outcomes: list[tuple[Any, Any] | Exception] = []
+            steps: list[tuple[str, str | None]] = []
+            cur = text
+            ttl_if_new: float | None = None
+            for job in batch:
+                old = None if cur is None else decode(cur)
+                try:
+                    new = job.apply(old)  # raises before anything is written
+                except Exception as exc:
+                    if not verified:
+                        break  # maybe only because the remembered text is stale: read, then decide
+                    outcomes.append(exc)
+                    continue
+                new_text = encode(new)
+                if cur is None and text is None:
+                    ttl_if_new = job.ttl_if_new
+                steps.append((new_text, job.trace))
+                outcomes.append((old, new))
+                cur = new_text
+            else:
+                if not steps:
+                    return outcomes  # every update refused, on the current text: nothing to write
+                # Not retried blindly: a lost reply could mean the write happened.
+                reply = await self._chain(scope, key, ekey, text, steps, ttl_if_new)
+                if reply[0] == 1:
+                    self._remember(ekey, steps[-1][0])
+                    return outcomes
+                # Lost the race: the reply carries the current text.
+                self._known.pop(ekey, None)
+                lost_to_another = verified
+                text = reply[1] if len(reply) > 1 else None
+                verified = True
+                if lost_to_another:
+                    # Back off a little, with jitter, so the contending processes spread out instead of
+                    # colliding again in lockstep. A stale remembered text is retried at once.
+                    await asyncio.sleep(random.random() * min(0.005, 0.0001 * (1 << min(attempt, 6))))
+                continue
+            self._known.pop(ekey, None)
+            text = await self._conn.one(("GET", ekey), idempotent=True)
+            verified = True
         raise StateBackendError(
             f"update of scope {scope!r} key {key!r} kept conflicting with concurrent writes; retry later",
             backend=self.backend,
             url=self._url.masked,
         )
+
+    def _remember(self, ekey: str, text: str) -> None:
+        """Keep ``text`` as the key's current text, as this process last wrote it (by ``set`` or ``update``):
+        small texts only, for a bounded number of keys (the least recently written go first)."""
+        known = self._known
+        if len(text) > _KNOWN_TEXT:
+            known.pop(ekey, None)
+            return
+        known[ekey] = text
+        known.move_to_end(ekey)
+        if len(known) > _KNOWN_KEYS:
+            known.popitem(last=False)
+
+    async def _chain(
+        self,
+        scope: str,
+        key: str,
+        ekey: str,
+        text: str | bytes | None,
+        steps: list[tuple[str, str | None]],
+        ttl_if_new: float | None,
+    ) -> Any:
+        """Write the last of ``steps`` (new text, traceparent) if the entry's text is still ``text``
+        (None: absent): ``{1}``, or ``{0, current text}``. Each layout's own script."""
+        raise NotImplementedError
 
 
 class RedisAdapter(RedisBase):
@@ -245,12 +395,14 @@ class RedisAdapter(RedisBase):
         args: tuple[Any, ...],
         scope: str,
         *rest: Any,
+        trace: str | EllipsisType | None = ...,
     ) -> Command:
         """EVALSHA of a writing script: its own keys and args, then the change feed's (scripts.recorder),
         then ``rest``. With ``changes: off`` it gets no extra keys and a blank flag: it records nothing.
 
-        Built in the caller's task, so it reads the calling operation's traceparent (``telemetry.OPERATION``):
-        when set, the recorder is told so and gets it as one more argument, to keep with every change.
+        Built in the caller's task, so it reads the calling operation's traceparent (``telemetry.OPERATION``)
+        unless given ``trace``: when set, the recorder is told so and gets it as one more argument, to keep with
+        every change.
         """
         if self.cluster:
             script = scripts.CLUSTER_OF[script]
@@ -260,7 +412,8 @@ class RedisAdapter(RedisBase):
         # On a Cluster only the scope stream, in the scope's slot.
         extra_keys: tuple[str, ...] = all_keys[1:2] if self.cluster else all_keys
         n = len(keys) + len(extra_keys)
-        trace = OPERATION.get()
+        if trace is ...:
+            trace = OPERATION.get()
         if trace:
             _, scope_arg, tag = extra_args
             return ("EVALSHA", script.sha, n, *keys, *extra_keys, *args, "t", scope_arg, tag, trace, *rest)
@@ -290,21 +443,19 @@ class RedisAdapter(RedisBase):
 
     async def set_entry(self, scope: str, key: str, value: Any, ttl: float | None) -> Any:
         tag = self._keys.index(scope)
+        ekey = self._keys.entry(scope, key)
+        text = encode(value)
         old = (
             await self._conn.run(
                 self._registered(
                     scope,
-                    self._script(
-                        scripts.SET,
-                        (self._keys.entry(scope, key), tag),
-                        (encode(value), key, ttl_ms(ttl)),
-                        scope,
-                    ),
+                    self._script(scripts.SET, (ekey, tag), (text, key, ttl_ms(ttl)), scope),
                     ("SADD", self._keys.registry, scope),
                 ),
                 idempotent=False,
             )
         )[0]
+        self._remember(ekey, text)
         return None if old is None else decode(old)
 
     async def delete(self, scope: str, key: str) -> None:
@@ -312,38 +463,41 @@ class RedisAdapter(RedisBase):
 
     async def delete_entry(self, scope: str, key: str) -> Any:
         tag = self._keys.index(scope)
+        ekey = self._keys.entry(scope, key)
+        if self._known:
+            self._known.pop(ekey, None)
         old = (
             await self._conn.run(
-                self._registered(
-                    scope,
-                    self._script(scripts.DELETE, (self._keys.entry(scope, key), tag), (key,), scope),
-                ),
+                self._registered(scope, self._script(scripts.DELETE, (ekey, tag), (key,), scope)),
                 idempotent=False,
             )
         )[0]
         return None if old is None else decode(old)
 
-    async def update_entry(
-        self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
-    ) -> tuple[Any, Any]:
+    async def _chain(
+        self,
+        scope: str,
+        key: str,
+        ekey: str,
+        text: str | bytes | None,
+        steps: list[tuple[str, str | None]],
+        ttl_if_new: float | None,
+    ) -> Any:
         tag = self._keys.index(scope)
-        ekey = self._keys.entry(scope, key)
-        new_ttl = ttl_ms(ttl_if_new)
-
-        async def write(text: bytes | None, new_text: str) -> Any:
-            if text is None:
-                commands = self._registered(
-                    scope,
-                    self._script(scripts.CAS, (ekey, tag), ("0", "", new_text, key, new_ttl), scope),
-                    ("SADD", self._keys.registry, scope),
-                )
-            else:
-                commands = self._registered(
-                    scope, self._script(scripts.CAS, (ekey, tag), ("1", text, new_text, key, new_ttl), scope)
-                )
-            return (await self._conn.run(commands, idempotent=False))[0]
-
-        return await self._compare_and_set(scope, key, apply, write)
+        present = ("0", "") if text is None else ("1", text)
+        args = (*present, steps[-1][0], key, ttl_ms(ttl_if_new))
+        if len(steps) == 1 or self.changes_off:
+            command = self._script(scripts.CAS, (ekey, tag), args, scope, trace=steps[-1][1])
+        else:
+            tail: list[str] = [str(len(steps))]
+            for i, (new_text, trace) in enumerate(steps, 1):
+                tail += ("" if i == len(steps) else new_text, trace or "")
+            command = self._script(scripts.CHAIN, (ekey, tag), args, scope, *tail, trace=None)
+        if text is None:
+            commands = self._registered(scope, command, ("SADD", self._keys.registry, scope))
+        else:
+            commands = self._registered(scope, command)
+        return (await self._conn.run(commands, idempotent=False))[0]
 
     # --- scopes --------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import ssl
 from collections.abc import Sequence
 from typing import Any, Final
 
+import hiredis
 import redis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -52,6 +53,7 @@ from .scripts import SCRIPTS
 __all__ = ["CLUSTER_SCHEMES", "DRIVER_ERRORS", "Command", "Connection"]
 
 Command = tuple[Any, ...]
+_pack: Final = hiredis.pack_command
 
 CLUSTER_SCHEMES: Final = frozenset({"redis+cluster", "rediss+cluster"})
 _TLS_SCHEMES: Final = frozenset({"rediss", "rediss+cluster"})
@@ -318,7 +320,9 @@ class Connection:
         """
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            # hiredis packs in C what redis-py packs in Python (a sixth of an update's time on the client); the
+            # arguments are str, bytes and int, which both encode alike (UTF-8, decimal).
+            await conn.send_packed_command(b"".join(map(_pack, commands)), check_health=False)
             replies: list[Any] = []
             for _ in commands:
                 try:

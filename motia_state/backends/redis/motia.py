@@ -11,7 +11,7 @@ absolute expiry of an entry is read with ``PEXPIRETIME``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -117,31 +117,38 @@ class MotiaLayoutAdapter(RedisBase):
         await self.set_entry(scope, key, value, None)
 
     async def set_entry(self, scope: str, key: str, value: Any, ttl: float | None) -> Any:
-        command: tuple[Any, ...] = ("SET", self._keys.entry(scope, key), encode(value))
+        ekey = self._keys.entry(scope, key)
+        text = encode(value)
+        command: tuple[Any, ...] = ("SET", ekey, text)
         if ttl is not None:
             command += ("PX", ttl_ms(ttl))
         old = await self._conn.one((*command, "GET"), idempotent=False)
+        self._remember(ekey, text)
         return None if old is None else decode(old)
 
     async def delete(self, scope: str, key: str) -> None:
         await self.delete_entry(scope, key)
 
     async def delete_entry(self, scope: str, key: str) -> Any:
-        old = await self._conn.one(("GETDEL", self._keys.entry(scope, key)), idempotent=False)
+        ekey = self._keys.entry(scope, key)
+        if self._known:
+            self._known.pop(ekey, None)
+        old = await self._conn.one(("GETDEL", ekey), idempotent=False)
         return None if old is None else decode(old)
 
-    async def update_entry(
-        self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
-    ) -> tuple[Any, Any]:
-        name = self._keys.entry(scope, key)
-        new_ttl = ttl_ms(ttl_if_new)
-
-        async def write(text: bytes | None, new_text: str) -> Any:
-            present = ("1", text) if text is not None else ("0", "")
-            command = ("EVALSHA", scripts.MOTIA_CAS.sha, 1, name, *present, new_text, new_ttl)
-            return await self._conn.one(command, idempotent=False)
-
-        return await self._compare_and_set(scope, key, apply, write)
+    async def _chain(
+        self,
+        scope: str,
+        key: str,
+        ekey: str,
+        text: str | bytes | None,
+        steps: list[tuple[str, str | None]],
+        ttl_if_new: float | None,
+    ) -> Any:
+        # This layout records no changes: the queued updates' result is one write of the last text.
+        present = ("0", "") if text is None else ("1", text)
+        command = ("EVALSHA", scripts.MOTIA_CAS.sha, 1, ekey, *present, steps[-1][0], ttl_ms(ttl_if_new))
+        return await self._conn.one(command, idempotent=False)
 
     # --- scopes ---------------------------------------------------------------------------------------
 

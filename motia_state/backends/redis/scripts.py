@@ -219,6 +219,48 @@ return {1}
 """,
 )
 
+# Several updates of one key, coalesced by one process into one compare-and-swap (``RedisBase``): as ``CAS``
+# (same KEYS and first five ARGV; ARGV[3] the final text), and after the recorder's ARGV ``n``, then per update
+# its new text ('' for the last: it is ARGV[3]) and its traceparent ('' when untraced). Each update is recorded
+# as its own change (the first one ``created`` when the entry was absent), under its own traceparent.
+CHAIN, CLUSTER_CHAIN = _writing(
+    2,
+    5,
+    """
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if cur ~= ARGV[2] then return {0, cur} end
+elseif cur then
+  return {0, cur}
+end
+if rec then
+  local n = tonumber(ARGV[rec_tail])
+  local prev = cur
+  for i = 1, n do
+    local nxt = (i == n) and ARGV[3] or ARGV[rec_tail + 2 * i - 1]
+    local p = ARGV[rec_tail + 2 * i]
+    rec_p = (p ~= '') and p or nil
+    record((prev == nil) and 'created' or 'updated', ARGV[4], prev, nxt)
+    prev = nxt
+  end
+end
+if cur then
+  redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
+  return {1}
+end
+if ARGV[5] == '' then
+  redis.call('ZADD', KEYS[2], 'inf', ARGV[4])
+  redis.call('SET', KEYS[1], ARGV[3])
+else
+  local t = redis.call('TIME')
+  local exp = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[5])
+  redis.call('ZADD', KEYS[2], string.format('%d', exp), ARGV[4])
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[5])
+end
+return {1}
+""",
+)
+
 # KEYS[1] index; ARGV[1] entry-key prefix '<prefix>{<scope>}:'. Live keys whose entry exists.
 KEYS = Script(
     NOW
@@ -697,6 +739,7 @@ SCRIPTS: Final = (
     CLUSTER_SET,
     CLUSTER_DELETE,
     CLUSTER_CAS,
+    CLUSTER_CHAIN,
     CLUSTER_CLEAR,
     CLUSTER_SET_MANY,
     CLUSTER_DELETE_MANY,
@@ -706,6 +749,7 @@ SCRIPTS: Final = (
     SET,
     DELETE,
     CAS,
+    CHAIN,
     KEYS,
     VALUES,
     CLEAR,

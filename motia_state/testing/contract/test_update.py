@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -90,6 +91,14 @@ async def test_numbers_keep_their_type(state: StateManager) -> None:
     assert_same(await state.get("s", "k"), {"i": 2**70 + 1, "f": 1e16, "n": 1.0})
 
 
+async def test_increment_by_an_int_of_any_size_is_exact(state: StateManager) -> None:
+    # An int too big for a float is a number like any other (it once raised OverflowError).
+    await state.set("s", "k", {"n": 2**70})
+    result = await state.update("s", "k", [ops.increment("n", 10**400), ops.decrement("m", 3**500)])
+    assert_same(result.new_value, {"n": 2**70 + 10**400, "m": -(3**500)})
+    assert_same(await state.get("s", "k"), {"n": 2**70 + 10**400, "m": -(3**500)})
+
+
 async def test_merge_is_shallow(state: StateManager) -> None:
     await state.set("s", "k", {"a": {"x": 1, "y": 2}, "b": 1})
     result = await state.update("s", "k", [ops.merge({"a": {"z": 3}})])
@@ -146,6 +155,9 @@ async def test_float_overflow_is_an_op_error(state: StateManager) -> None:
     with pytest.raises(UpdateOpError) as info:
         await state.update("s", "k", [ops.increment("f", 1e308)])
     assert info.value.op_index == 0
+    with pytest.raises(UpdateOpError) as info:  # a float plus an int beyond any float
+        await state.update("s", "k", [ops.increment("n", 1), ops.increment("f", 10**400)])
+    assert info.value.op_index == 1
     assert await state.get("s", "k") == {"f": 1.7e308}
 
 
@@ -169,3 +181,35 @@ async def test_op_values_are_copied(state: StateManager) -> None:
     payload["x"].append(2)
     got = await state.get("s", "k")
     assert got == {"a": {"x": [1]}, "b": {"x": [1]}}
+
+
+async def test_many_updates_of_one_key_at_once_each_get_their_own_result(state: StateManager) -> None:
+    """A hot key: every update is applied once, in some order, and each caller sees its own step of it; one
+    refused in the crowd fails alone; the results are the caller's own objects."""
+
+    async def bump(i: int) -> Any:
+        if i % 50 == 7:  # refused: "text" holds a string
+            with pytest.raises(UpdateOpError):
+                await state.update("s", "hot", [ops.increment("n"), ops.increment("text")])
+            return None
+        return await state.update("s", "hot", [ops.increment("n"), ops.append("seen", i)])
+
+    await state.set("s", "hot", {"n": 0, "seen": [], "text": "t"})
+    results = [r for r in await asyncio.gather(*(bump(i) for i in range(300))) if r is not None]
+    assert len(results) == 300 - 6
+    assert sorted(r.new_value["n"] for r in results) == list(range(1, 295))
+    for r in results:
+        assert r.old_value["n"] == r.new_value["n"] - 1
+        assert r.new_value["seen"][:-1] == r.old_value["seen"]
+    final = await state.get("s", "hot")
+    assert final["n"] == 294 and sorted(final["seen"]) == sorted(r.new_value["seen"][-1] for r in results)
+    # No caller's value is another's object (one caller changing what it got cannot touch another's).
+    new_ids = {id(r.new_value) for r in results} | {id(r.new_value["seen"]) for r in results}
+    assert not new_ids & ({id(r.old_value) for r in results} | {id(r.old_value["seen"]) for r in results})
+
+
+async def test_many_creating_updates_of_one_key_at_once(state: StateManager) -> None:
+    results = await asyncio.gather(*(state.update("s", "new", [ops.increment("n")]) for _ in range(100)))
+    assert sum(r.old_value is None for r in results) == 1
+    assert sorted(r.new_value["n"] for r in results) == list(range(1, 101))
+    assert await state.get("s", "new") == {"n": 100}
