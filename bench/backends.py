@@ -1,16 +1,18 @@
-"""Where each adapter's store lives for the benchmark, and its two subjects (motia-state and raw driver).
+"""Where each adapter's store lives for the benchmark, and its subjects: motia-state, the raw driver, the
+simplest-statement baseline (``bench.plain``, SQLite and Redis) and the peers (``bench.peers``).
 
 Private resources only: Postgres database ``motia_state_bench`` (created through the admin database), Redis
 db 9 (flushed: it is this benchmark's), SQLite files in a temporary directory. ``postgres-pgbouncer`` runs the
 same workloads through PgBouncer in transaction pooling mode (``bash .ci/services/pgbouncer.sh start``), on
-database ``motia_state_bench_pgb``; it is reported as not available when PgBouncer does not answer.
+database ``motia_state_bench_pgb``; it is reported as not available when PgBouncer does not answer. The peers
+have storage of their own (see ``bench.peers``).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -99,21 +101,56 @@ async def ensure_pg_database(db: str) -> None:
 
 @dataclass
 class Backend:
-    """One adapter under test: the motia-state subject and the raw-driver subject, on the same store."""
+    """One adapter under test: motia-state, the raw driver and the plain baselines on the same store, and
+    the peers, each on its own."""
 
     name: str
     motia: MotiaSubject
     raw: Subject
     url: str
+    #: Simplest-statement subjects (``bench.plain``); each has ``workloads``, the rows it serves.
+    baselines: list[Any] = field(default_factory=list)
+    #: Peer subjects (``bench.peers``); each has ``skips``, workload -> why it cannot do it.
+    peers: list[Any] = field(default_factory=list)
+    #: Peers that could not be built or opened, and why (reported, not fatal).
+    notes: list[str] = field(default_factory=list)
 
     async def open(self) -> None:
         # motia-state first: its connect() runs the migrations that create the table the raw driver uses.
         await self.motia.open()
         await self.raw.open()
+        for b in self.baselines:
+            await b.open()
+        opened = []
+        for p in self.peers:
+            try:
+                await p.open()
+            except Exception as exc:  # a peer's server or package problem must not stop the run
+                self.notes.append(f"{self.name}: peer {p.label} cannot open ({type(exc).__name__}: {exc})")
+                await p.close()
+                continue
+            opened.append(p)
+        self.peers = opened
 
     async def close(self) -> None:
+        for p in self.peers:
+            await p.close()
+        for b in self.baselines:
+            await b.close()
         await self.motia.close()
         await self.raw.close()
+
+    def subjects(self, workload: str) -> tuple[list[Subject], dict[str, str]]:
+        """The subjects of one row (motia-state, raw, baseline, peers) and the peers skipped with why."""
+        subjects: list[Subject] = [self.motia, self.raw]
+        subjects += [b for b in self.baselines if workload in b.workloads]
+        skipped: dict[str, str] = {}
+        for p in self.peers:
+            if workload in p.skips:
+                skipped[p.name] = p.skips[workload]
+            else:
+                subjects.append(p)
+        return subjects, skipped
 
 
 _tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -126,8 +163,31 @@ def _tmpdir() -> Path:
     return Path(_tmp.name)
 
 
-async def make_backend(name: str, *, db_suffix: str = "") -> Backend:
-    """Build (not open) the subjects of adapter ``name``.
+async def make_backend(name: str, *, db_suffix: str = "", peers: bool = False) -> Backend:
+    """Build (not open) the subjects of adapter ``name``; with ``peers``, its peers too (memory, sqlite,
+    postgres and redis have some; a peer whose package does not import is a note, not an error).
+
+    The store records no changes (``changes: off``): see ``_make_backend``.
+    """
+    backend = await _make_backend(name, db_suffix)
+    if name == "sqlite":
+        from bench.plain import PlainSQLite
+
+        backend.baselines.append(PlainSQLite(backend.url.removeprefix("sqlite:///")))
+    elif name == "redis":
+        from bench.plain import PlainRedis
+
+        backend.baselines.append(PlainRedis(backend.url, _pool_size(backend.motia)))
+    if peers:
+        from bench.peers import make_peers
+
+        size = 0 if name in ("memory", "sqlite") else _pool_size(backend.motia)
+        backend.peers, backend.notes = await make_peers(name, tmpdir=_tmpdir(), pool_size=size)
+    return backend
+
+
+async def _make_backend(name: str, db_suffix: str) -> Backend:
+    """The motia-state and raw subjects of adapter ``name``.
 
     The store records no changes (``changes: off``): on SQL the change triggers would fire for the raw
     driver's writes too, on the same table. What recording changes costs is measured by ``bench.feed``.

@@ -1,4 +1,5 @@
-"""``python -m bench``: run the workloads on each adapter and its raw baseline, print, save JSON and a chart."""
+"""``python -m bench``: run the workloads on each adapter, its raw baseline, the simplest-statement baseline and
+the peers; print, save JSON and a chart; evaluate the targets and profile each missed one."""
 
 from __future__ import annotations
 
@@ -13,9 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.backends import ADAPTERS, Backend, make_backend
-from bench.core import WORKLOADS, Measurement, Subject, measure_pair, median_summary
+from bench.core import WORKLOADS, Measurement, measure_many, median_summary
 from bench.machine import machine_info
-from bench.report import evaluate_targets, format_rows, format_scale, format_targets, to_markdown, write_chart
+from bench.report import (
+    evaluate_targets,
+    format_rows,
+    format_scale,
+    format_skipped,
+    format_targets,
+    missed_rows,
+    to_markdown,
+    write_chart,
+)
 
 __all__ = ["main"]
 
@@ -30,7 +40,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="runs per row; the median is reported (default 3)")
     p.add_argument("--seconds", type=float, default=None, help="timed seconds per run (default 1.0; --quick 0.3)")
     p.add_argument(
-        "--slices", type=int, default=4, help="each run alternates motia-state and raw in this many slices (4)"
+        "--slices", type=int, default=4, help="each run rotates the row's subjects through this many slices (4)"
     )
     p.add_argument("--quick", action="store_true", help="short runs (0.3 s), 1 run, small scale test")
     p.add_argument("--scale", dest="scale", action="store_true", default=None, help="run the scale tests (default)")
@@ -38,6 +48,22 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-rows", type=int, default=None, help="rows in the scale table (default 1,000,000)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for latest.json and ratios.png")
     p.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
+    p.add_argument(
+        "--peers",
+        dest="peers",
+        action="store_true",
+        default=True,
+        help="also measure the peers (LangGraph, py-key-value-aio) where their packages import (default)",
+    )
+    p.add_argument("--no-peers", dest="peers", action="store_false", help="motia-state and the baselines only")
+    p.add_argument(
+        "--profile-misses",
+        dest="profile_misses",
+        action="store_true",
+        default=None,
+        help="profile motia-state (pyinstrument) on the row of every missed ratio target (default; not with --quick)",
+    )
+    p.add_argument("--no-profile-misses", dest="profile_misses", action="store_false")
     p.add_argument(
         "--update-doc",
         type=Path,
@@ -53,6 +79,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.runs = 1
     if args.scale is None:
         args.scale = True
+    if args.profile_misses is None:
+        args.profile_misses = not args.quick
     if args.scale_rows is None:
         args.scale_rows = 20_000 if args.quick else 1_000_000
     return args
@@ -70,19 +98,30 @@ async def _row(
     backend: Backend, workload: str, concurrency: int, runs: int, seconds: float, slices: int
 ) -> dict[str, Any]:
     w = WORKLOADS[workload]
-    by_subject: dict[str, list[Measurement]] = {"motia": [], "raw": []}
-    subjects: list[Subject] = [backend.motia, backend.raw]
+    subjects, skipped = backend.subjects(workload)
+    n = len(subjects)
+    by_subject: list[list[Measurement]] = [[] for _ in subjects]
     for run in range(runs):
-        # Both subjects work on the same store (same layout), prepared once per run; their timing
-        # alternates in slices, and which goes first alternates by run, so drift hits both alike.
-        await backend.raw.reset()
-        first, second = subjects if run % 2 == 0 else subjects[::-1]
-        m1, m2 = await measure_pair(first, second, w, concurrency, seconds, slices)
-        by_subject[first.kind].append(m1)
-        by_subject[second.kind].append(m2)
-    motia = median_summary(by_subject["motia"])
-    raw = median_summary(by_subject["raw"])
-    ratio = motia["ops_per_s"] / raw["ops_per_s"] if raw["ops_per_s"] else float("nan")
+        # motia-state, raw and plain share one store (same layout), which the raw subject empties; each peer
+        # empties its own. Prepared once per run; the timing rotates through the subjects in slices, and
+        # which goes first rotates by run, so drift hits them all alike.
+        for s in subjects:
+            await s.reset()
+        first = run % n
+        order = subjects[first:] + subjects[:first]
+        for j, m in enumerate(await measure_many(order, w, concurrency, seconds, slices)):
+            by_subject[(first + j) % n].append(m)
+    summaries = [median_summary(ms) for ms in by_subject]
+    motia, raw = summaries[0], summaries[1]
+
+    def vs(other: dict[str, Any] | None) -> float | None:
+        if other is None:
+            return None
+        return motia["ops_per_s"] / other["ops_per_s"] if other["ops_per_s"] else float("nan")
+
+    peers = {s.name: m for s, m in zip(subjects, summaries, strict=True) if s.kind == "peer"}
+    best = max(peers, key=lambda name: peers[name]["ops_per_s"]) if peers else None
+    plain = next(((s, m) for s, m in zip(subjects, summaries, strict=True) if s.kind == "plain"), None)
     return {
         "adapter": backend.name,
         "workload": workload,
@@ -91,9 +130,15 @@ async def _row(
         "motia": motia,
         "raw": raw,
         "raw_name": backend.raw.name,
-        "ratio": ratio,
+        "ratio": vs(raw),
         # Robust to stalls from other processes on a shared machine: raw p50 / motia-state p50.
         "p50_ratio": raw["p50_us"] / motia["p50_us"] if motia["p50_us"] else float("nan"),
+        "peers": peers,
+        "skipped": skipped,
+        "best_peer": best,
+        "peer_ratio": vs(peers[best]) if best else None,
+        "baseline": {"name": plain[0].name, **plain[1]} if plain else None,
+        "baseline_ratio": vs(plain[1]) if plain else None,
     }
 
 
@@ -114,27 +159,39 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "slices": args.slices,
             "scale": args.scale,
             "scale_rows": args.scale_rows,
+            "peers": args.peers,
+            "profile_misses": args.profile_misses,
         },
         "machine": await machine_info(),
         "rows": [],
         "errors": [],
         "scale": {},
+        # adapter -> {peer name: what it is (class, package, version)}
+        "peers": {},
+        # Peers not measured (package missing, cannot open): reported, not errors.
+        "notes": [],
     }
     for name in adapters:
         try:
-            backend = await make_backend(name)
+            backend = await make_backend(name, peers=args.peers)
             await backend.open()
         except Exception as exc:  # an adapter not written yet, or a server down: say so, go on
             msg = f"{name}: cannot open ({type(exc).__name__}: {exc})"
             print(msg, file=sys.stderr)
             results["errors"].append(msg)
             continue
+        for note in backend.notes:
+            print(note, file=sys.stderr)
+        results["notes"] += backend.notes
+        if backend.peers:
+            results["peers"][name] = {p.name: p.label for p in backend.peers}
         try:
             for workload in workloads:
                 for c in concurrencies:
                     try:
                         # A bound on the whole row: an adapter that hangs is reported, not waited for forever.
-                        limit = 60 + 10 * args.runs * args.seconds
+                        n = len(backend.subjects(workload)[0])
+                        limit = 120 + 10 * n * args.runs * args.seconds
                         row = await asyncio.wait_for(
                             _row(backend, workload, c, args.runs, args.seconds, args.slices), limit
                         )
@@ -146,7 +203,14 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                         continue
                     results["rows"].append(row)
                     print(format_rows([row], header=not any(results["rows"][:-1])), flush=True)
-            await backend.raw.reset()
+            # Leave nothing behind: the shared store (raw) and each peer's own.
+            for subject in [backend.raw, *backend.peers]:
+                try:
+                    await subject.reset()
+                except Exception as exc:
+                    msg = f"{name}: cannot empty {subject.name}'s store ({type(exc).__name__}: {exc})"
+                    print(msg, file=sys.stderr)
+                    results["errors"].append(msg)
         finally:
             await backend.close()
     if args.scale:
@@ -165,8 +229,32 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             print(format_scale({name: results["scale"][name]}), flush=True)
     results["targets"] = evaluate_targets(results["rows"], results["scale"])
+    if args.profile_misses:
+        await _profile_misses(results, args.out, seconds=max(1.0, 2 * args.seconds))
     results["finished_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
     return results
+
+
+async def _profile_misses(results: dict[str, Any], out: Path, seconds: float) -> None:
+    """Profile motia-state on the row of each missed ratio target; name the file and the top frames in it."""
+    from bench.profile import profile_row
+
+    profiles: dict[tuple[str, str, int], tuple[str, list[str]]] = {}
+    for adapter, workload, c in missed_rows(results["targets"]):
+        print(f"profiling the miss: {adapter} {workload} c={c} ...", flush=True)
+        try:
+            path, top = await profile_row(adapter, workload, c, seconds, out)
+        except Exception as exc:
+            msg = f"profile {adapter} {workload} c={c}: {type(exc).__name__}: {exc}"
+            print(msg, file=sys.stderr)
+            results["errors"].append(msg)
+            continue
+        profiles[(adapter, workload, c)] = (str(path), top)
+    for t in results["targets"]:
+        if t.get("met") is False and t.get("row"):
+            found = profiles.get((t["row"][0], t["row"][1], int(t["row"][2])))
+            if found:
+                t["profile"], t["top_frames"] = found[0], found[1]
 
 
 BEGIN_MARK = "<!-- bench:results:begin -->"
@@ -189,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(_run(args))
     print()
     print(format_rows(results["rows"]))
+    skipped = format_skipped(results["rows"])
+    if skipped:
+        print("not measured (the peer cannot do it):\n" + skipped)
     if results["scale"]:
         print()
         print(format_scale(results["scale"]))

@@ -1,8 +1,9 @@
 """Timing machinery: the subject protocol, the workloads, and one measured row.
 
-A *subject* is one way of doing the work: motia-state over an adapter, or the raw driver doing the same SQL /
-Redis commands with no motia-state layer. Every workload is run on both, in the same process and event loop,
-interleaved run by run, so the ratio compares like with like.
+A *subject* is one way of doing the work: motia-state over an adapter, the raw driver doing the same SQL /
+Redis commands with no motia-state layer, a plain driver doing the simplest equivalent statement, or a peer
+library. Every workload is run on all of a row's subjects, in the same process and event loop, interleaved
+slice by slice, so the ratios compare like with like.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ __all__ = [
     "Subject",
     "Workload",
     "measure",
+    "measure_many",
     "measure_pair",
     "sample_value",
 ]
@@ -29,7 +31,7 @@ class Subject(Protocol):
     """What a workload drives. Return values are the decoded Python objects, as a user would get them."""
 
     name: str
-    #: "motia" or "raw" (or a peer's name).
+    #: "motia", "raw", "plain" (the simplest-statement baseline) or "peer".
     kind: str
 
     async def open(self) -> None: ...
@@ -245,25 +247,35 @@ async def measure(subject: Subject, w: Workload, concurrency: int, duration: flo
     return await run(subject, w, concurrency, duration)
 
 
+async def measure_many(
+    subjects: Sequence[Subject], w: Workload, concurrency: int, duration: float, slices: int
+) -> list[Measurement]:
+    """One run of each subject, timed in rotating slices; the measurements in ``subjects`` order.
+
+    The machine is shared and noisy: slicing the run exposes every subject to the same disturbances, so their
+    ratios stay meaningful even when the absolute numbers move. Slice ``k`` runs the subjects rotated by ``k``
+    (two subjects: a b, b a, a b, ...; three: a b c, b c a, c a b, ...), so each takes each place in turn.
+    """
+    run = _rounds if w.before is not None else _continuous
+    for s in subjects:
+        await w.prepare(s, concurrency)
+    for s in subjects:
+        await run(s, w, concurrency, min(0.1, duration / 3))
+    parts: list[list[Measurement]] = [[] for _ in subjects]
+    n = len(subjects)
+    slice_s = duration / max(1, slices)
+    for k in range(max(1, slices)):
+        for index in [(k + j) % n for j in range(n)]:
+            parts[index].append(await run(subjects[index], w, concurrency, slice_s))
+    return [_merge(p) for p in parts]
+
+
 async def measure_pair(
     a: Subject, b: Subject, w: Workload, concurrency: int, duration: float, slices: int
 ) -> tuple[Measurement, Measurement]:
-    """One run of ``a`` and ``b`` each, timed in alternating slices (a b b a a b ...).
-
-    The machine is shared and noisy: slicing the run exposes both subjects to the same disturbances, so
-    their ratio stays meaningful even when the absolute numbers move.
-    """
-    run = _rounds if w.before is not None else _continuous
-    for s in (a, b):
-        await w.prepare(s, concurrency)
-    for s in (a, b):
-        await run(s, w, concurrency, min(0.1, duration / 3))
-    parts: dict[int, list[Measurement]] = {id(a): [], id(b): []}
-    slice_s = duration / max(1, slices)
-    for k in range(max(1, slices)):
-        for s in (a, b) if k % 2 == 0 else (b, a):
-            parts[id(s)].append(await run(s, w, concurrency, slice_s))
-    return _merge(parts[id(a)]), _merge(parts[id(b)])
+    """``measure_many`` of two subjects (a b b a a b ...)."""
+    ma, mb = await measure_many([a, b], w, concurrency, duration, slices)
+    return ma, mb
 
 
 def _merge(parts: list[Measurement]) -> Measurement:

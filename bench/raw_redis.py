@@ -27,6 +27,8 @@ _CAS = scripts.CAS
 _VALUES = scripts.VALUES
 _CLEAR = scripts.CLEAR
 _SET_MANY = scripts.SET_MANY
+# A writing script's three change-feed arguments after its own, blank: changes off (``scripts.recorder``).
+_NO_REC = ("", "", "")
 
 
 def _dumps(value: Any) -> str:
@@ -101,7 +103,7 @@ class RawRedis:
     async def set(self, scope: str, key: str, value: Any) -> Any:
         tag = _tag(scope)
         pipe = self.r.pipeline(transaction=False)
-        pipe.execute_command("EVALSHA", _SET.sha, 2, tag + ":" + key, tag, _dumps(value), key, "")
+        pipe.execute_command("EVALSHA", _SET.sha, 2, tag + ":" + key, tag, _dumps(value), key, "", *_NO_REC)
         pipe.sadd(REGISTRY, scope)
         old, _ = await pipe.execute()
         return None if old is None else json.loads(old)
@@ -118,11 +120,11 @@ class RawRedis:
             new = _dumps(value)
             if text is None:
                 pipe = self.r.pipeline(transaction=False)
-                pipe.execute_command("EVALSHA", _CAS.sha, 2, ekey, tag, "0", "", new, key, "")
+                pipe.execute_command("EVALSHA", _CAS.sha, 2, ekey, tag, "0", "", new, key, "", *_NO_REC)
                 pipe.sadd(REGISTRY, scope)
                 reply = (await pipe.execute())[0]
             else:
-                reply = await self.r.evalsha(_CAS.sha, 2, ekey, tag, "1", text, new, key, "")
+                reply = await self.r.evalsha(_CAS.sha, 2, ekey, tag, "1", text, new, key, "", *_NO_REC)
             if isinstance(reply, list):
                 if reply[0] == 1:
                     return value
@@ -151,7 +153,7 @@ class RawRedis:
 
     async def clear(self, scope: str) -> int:
         tag = _tag(scope)
-        return int(await self.r.evalsha(_CLEAR.sha, 1, tag, tag + ":"))
+        return int(await self.r.evalsha(_CLEAR.sha, 1, tag, tag + ":", *_NO_REC))
 
     # --- scale runs ------------------------------------------------------------------------------
 
