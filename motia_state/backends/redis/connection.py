@@ -53,6 +53,8 @@ from .scripts import SCRIPTS
 __all__ = ["CLUSTER_SCHEMES", "DRIVER_ERRORS", "Command", "Connection"]
 
 Command = tuple[Any, ...]
+# Round trips on one server in flight before further requests queue to share the next one (``_shared``).
+_IN_FLIGHT: Final = 1
 _pack: Final = hiredis.pack_command
 
 CLUSTER_SCHEMES: Final = frozenset({"redis+cluster", "rediss+cluster"})
@@ -197,6 +199,12 @@ class Connection:
         self._slots: asyncio.Semaphore | None = None
         self._client: Redis | RedisCluster | None = self.new_client()
         self._answered = False  # whether the server ever answered: only then is a lost connection worth a log line
+        # Requests queued to share the next round trip (``_shared``), and the round trips in flight.
+        self._pipe_loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight = 0
+        self._queued: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] | None = None
+        self._free: asyncio.Future[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
 
     @property
     def pool_size(self) -> int:
@@ -293,7 +301,10 @@ class Connection:
         task = asyncio.current_task()
         cancels = 0 if task is None else task.cancelling()
         if isinstance(client, Redis):
-            replies = await self._on_server(client.connection_pool, commands)
+            if self._blocking:
+                replies = await self._on_server(client.connection_pool, commands)
+            else:
+                replies = await self._shared(client.connection_pool, commands)
         elif len(commands) == 1:
             try:
                 replies = [await client.execute_command(*commands[0])]
@@ -309,6 +320,74 @@ class Connection:
             # asked to stop, so stop (a stopping worker would otherwise go on waiting).
             raise asyncio.CancelledError
         return replies
+
+    async def _shared(self, pool: ConnectionPool, commands: Sequence[Command]) -> list[Any]:
+        """``commands`` on one server, sharing a round trip with the requests of other tasks when one is in flight.
+
+        With nothing in flight (one task) the request goes straight out. Otherwise it queues, and the queue is
+        sent as one pipeline on one connection as soon as the round trip in flight is back: each request's
+        commands stay together and in order, and each gets its own replies, so ``run``'s retries and NOSCRIPT
+        handling stay per request. Sixteen tasks then cost a few large writes and reads instead of sixteen of
+        everything (a pooled connection taken and given back, a write, a read): the client's CPU, not the
+        server, is what bounds a busy process.
+        """
+        loop = asyncio.get_running_loop()
+        if self._pipe_loop is not loop:  # a queue (and its futures) belongs to one event loop
+            self._pipe_loop, self._in_flight, self._queued, self._free = loop, 0, None, None
+        if self._queued is None and self._in_flight < _IN_FLIGHT:
+            self._in_flight += 1
+            try:
+                return await self._on_server(pool, commands)
+            finally:
+                self._round_trip_done()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        if self._queued is None:
+            self._queued = []
+            # A task, not the first caller: cancelling one caller must not strand the others queued with it.
+            task = loop.create_task(self._send_queued(pool))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+        self._queued.append((commands, future))
+        return await future
+
+    def _round_trip_done(self) -> None:
+        self._in_flight -= 1
+        free, self._free = self._free, None
+        if free is not None and not free.done():
+            free.set_result(None)
+
+    async def _send_queued(self, pool: ConnectionPool) -> None:
+        """Wait for the round trip in flight, then send everything queued by then as one pipeline."""
+        loop = asyncio.get_running_loop()
+        while self._in_flight >= _IN_FLIGHT:
+            if self._free is None:
+                self._free = loop.create_future()
+            await self._free
+        queued = [(commands, future) for commands, future in self._queued or () if not future.done()]
+        self._queued = None
+        if not queued:
+            return
+        self._in_flight += 1
+        try:
+            replies = await self._on_server(pool, [c for commands, _ in queued for c in commands])
+        except BaseException as exc:
+            for _, future in queued:
+                if not future.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            self._round_trip_done()
+        start = 0
+        for commands, future in queued:
+            end = start + len(commands)
+            if not future.done():  # a caller cancelled after the send: its replies are read and dropped
+                future.set_result(replies[start:end])
+            start = end
 
     @staticmethod
     async def _on_server(pool: ConnectionPool, commands: Sequence[Command]) -> list[Any]:

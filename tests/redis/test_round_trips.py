@@ -1,6 +1,7 @@
-"""How the Redis adapter's ``update`` keeps to one round trip and a hot key fast (``RedisBase.update_entry``): it
-starts from the text it last wrote, and updates of one key that queue behind one in flight are written together
-by one compare-and-swap. What a caller sees must not change: these tests hold both the round trips and the results.
+"""The Redis adapter's round trips. ``update`` starts from the text this process last wrote, and updates of one
+key that queue behind one in flight are written together by one compare-and-swap (``RedisBase.update_entry``);
+requests of concurrent tasks share round trips (``Connection._shared``). What a caller sees must not change:
+these tests hold both the round trips and the results.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from motia_state import StateManager, UpdateOpError, ops
+from motia_state import StateBackendError, StateManager, UpdateOpError, ops
 from motia_state.backends.redis import connection as redis_connection
 from motia_state.backends.redis import scripts
 from tests.services import REDIS_URL
@@ -142,3 +143,38 @@ async def test_a_queued_update_keeps_its_own_ttl_for_a_new_entry(raw: aioredis.R
         assert await state.keys("s") == ["new"]
     finally:
         await state.close()
+
+
+# --- requests of concurrent tasks sharing round trips (Connection._shared) --------------------------------
+
+
+async def test_concurrent_requests_share_round_trips_and_each_gets_its_own_replies(
+    state: StateManager, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await state.set_many("s", {f"k{i}": {"i": i} for i in range(50)})
+    await raw.hset("motia:state:{s}:wrong", "f", "v")  # a key of another type: an error reply, for its reader only
+    trips: list[int] = []
+    original = redis_connection.Connection._on_server
+
+    async def count(pool: Any, commands: Any) -> list[Any]:
+        trips.append(len(commands))
+        return await original(pool, commands)
+
+    monkeypatch.setattr(redis_connection.Connection, "_on_server", staticmethod(count))
+    reads = [state.get("s", f"k{i}") for i in range(50)]
+    got = await asyncio.gather(*reads, state.get("s", "wrong"), return_exceptions=True)
+    assert got[:50] == [{"i": i} for i in range(50)]
+    assert isinstance(got[50], StateBackendError) and "WRONGTYPE" in str(got[50])
+    assert len(trips) <= 5 and sum(trips) == 51  # before: 51 round trips, one per request
+
+
+async def test_a_cancelled_request_leaves_the_shared_connection_in_step(state: StateManager) -> None:
+    await state.set_many("s", {f"k{i}": i for i in range(40)})
+    tasks = [asyncio.create_task(state.get("s", f"k{i}")) for i in range(40)]
+    await asyncio.sleep(0)
+    for task in tasks[5:35:3]:
+        task.cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(r == i for i, r in enumerate(done) if not isinstance(r, BaseException))
+    # Every reply was read (those of the cancelled requests too): the next requests get their own.
+    assert await asyncio.gather(*(state.get("s", f"k{i}") for i in range(40))) == list(range(40))
