@@ -135,6 +135,7 @@ class PostgresAdapter(StateAdapter):
         # Fresh with every pool: a pool (and its batches) belongs to one event loop.
         self._gets: Batcher[tuple[str, str], Any] = Batcher(self._get_one, self._get_batch, _IN_FLIGHT)
         self._sets: Batcher[_SetArg, Any] = Batcher(self._set_one, self._set_batch, _IN_FLIGHT)
+        self._lists: Batcher[str, list[Any]] = Batcher(self._values_one, self._values_batch, _IN_FLIGHT)
 
     def _new_listener(self) -> Listener | Poller:
         # LISTEN never goes through a transaction pooler: listen_url, else polling.
@@ -291,6 +292,7 @@ class PostgresAdapter(StateAdapter):
     async def _drain(self) -> None:
         await self._gets.drain()
         await self._sets.drain()
+        await self._lists.drain()
 
     def translate_error(self, exc: Exception) -> Exception | None:
         if isinstance(exc, StateError):
@@ -619,7 +621,19 @@ class PostgresAdapter(StateAdapter):
         return sorted(r[0] for r in await self._pg.run("fetch", sql, args, read=True))
 
     async def values(self, scope: str) -> list[Any]:
-        return [decode(r[0]) for r in await self._pg.run("fetch", self._q.VALUES, (scope,), read=True)]
+        # Batched like get: lists queued while one is in flight share one statement, a scope asked for by many
+        # read once (each caller still decodes its own objects).
+        return await self._lists(scope)
+
+    async def _values_one(self, scope: str) -> list[Any]:
+        text = await self._pg.run("fetchval", self._q.VALUES_ARRAY, (scope,), read=True)
+        return [] if text is None else decode(text)
+
+    async def _values_batch(self, scopes: list[str]) -> list[list[Any] | BaseException]:
+        wanted = list(dict.fromkeys(scopes))
+        rows = await self._pg.run("fetch", self._q.VALUES_ARRAYS, (wanted,), read=True)
+        found = {r[0]: r[1] for r in rows}
+        return [[] if (text := found.get(s)) is None else decode(text) for s in scopes]
 
     async def items(
         self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None

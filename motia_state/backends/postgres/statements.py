@@ -171,6 +171,13 @@ ORDER BY c.revision
         self.GET_MANY = f"SELECT key, value FROM {T} WHERE scope = $1 AND key = ANY($2::text[]) AND {LIVE}"
         self.KEYS = f"SELECT key FROM {T} WHERE scope = $1 AND {LIVE}"
         self.VALUES = f"SELECT value FROM {T} WHERE scope = $1 AND {LIVE} ORDER BY key"
+        # The same values as one JSON array text (NULL for none): one string to send and one json.loads, instead
+        # of a row and a decode per entry (a third of a list's time). jsonb's text, as a row of VALUES reads it.
+        self.VALUES_ARRAY = f"SELECT json_agg(value ORDER BY key)::text FROM {T} WHERE scope = $1 AND {LIVE}"
+        self.VALUES_ARRAYS = (
+            f"SELECT scope, json_agg(value ORDER BY key)::text FROM {T}"
+            f" WHERE scope = ANY($1::text[]) AND {LIVE} GROUP BY scope"
+        )
         self.GROUPS = f"SELECT DISTINCT scope FROM {T} WHERE {LIVE}"
 
         # A page of scopes (the state browser), in code point order (the column's COLLATE "C").
