@@ -10,18 +10,20 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar, overload
 
 from .adapter import SetResult, StateAdapter, StateItem
 from .changes import CHANGES_OFF, Change, ChangeStream
 from .errors import StateConfigError, StateError, StateValueError
-from .ops import apply_ops, parse_filters, parse_ops
+from .ops import Op, apply_ops, parse_filters, parse_ops
 from .telemetry import OPERATION, Described
 from .telemetry import SEEN as _SEEN
 from .telemetry import TRACES as _TR
 from .telemetry import current as current_telemetry
-from .triggers import GRACE, Trigger, TriggerRun, check_trigger_args
-from .values import check_name, check_ttl, check_value, rebuild
+from .values import _INT_PRETEST_BITS, check_name, check_ttl, check_value, rebuild
+
+if TYPE_CHECKING:  # the trigger engine is imported when a trigger is registered or run, not by every CLI call
+    from .triggers import Trigger, TriggerRun
 
 __all__ = ["StateManager"]
 
@@ -48,6 +50,9 @@ class StateManager:
         self._default_ttl = None if ttl is None else check_ttl(ttl)
         # What every span and metric of this store says about it (SPEC §13); computed once.
         self._telemetry = Described(adapter.telemetry_attributes(), telemetry_scopes)
+        # A store holding only values that passed check_value (the memory store): an update's result then needs
+        # the check only when its ops may have put something unchecked into it (_keeps_checked).
+        self._checked_store = getattr(adapter, "holds_checked_values", False) is True
         # The event loop the adapter's connections belong to (None = not connected). Pools of asyncpg
         # and redis-py are bound to one loop, so first use on another loop (a second asyncio.run(),
         # a test framework's fresh loop) reconnects instead of failing with "Event loop is closed".
@@ -131,6 +136,8 @@ class StateManager:
         for run in runs:
             run.stop()
         if runs and self._loop is asyncio.get_running_loop():
+            from .triggers import GRACE
+
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(GRACE + 5):
                     for run in runs:
@@ -265,9 +272,16 @@ class StateManager:
         check_name("scope", scope)
         check_name("key", key)
         parsed = parse_ops(ops, scope, key)
+        if self._checked_store and _keeps_checked(parsed):
 
-        def apply(old: Any) -> Any:
-            return check_value(apply_ops(old, parsed), scope, key)
+            def apply(old: Any) -> Any:
+                new = apply_ops(old, parsed)
+                return check_value(new, scope, key) if _long_results(new, parsed) else new
+
+        else:
+
+            def apply(old: Any) -> Any:
+                return check_value(apply_ops(old, parsed), scope, key)
 
         if self._loop is not asyncio.get_running_loop():
             await self._connect()
@@ -589,6 +603,8 @@ class StateManager:
         trigger's first run. Changes of one key run one at a time in order; up to ``concurrency`` keys at
         once per process; a failing handler is retried ``max_attempts`` times, then parked.
         """
+        from .triggers import Trigger, check_trigger_args
+
         self._check_changes()
         chosen = check_trigger_args(name, scope, key, events, start, concurrency, max_attempts, lease)
 
@@ -667,6 +683,39 @@ def _unique(items: builtins.list[StateItem]) -> builtins.list[StateItem]:
             seen.add(pair)
             out.append(item)
     return out if len(out) != len(items) else items
+
+
+# Ops that keep a checked value checked: each puts a number, an already checked scalar or nothing at a short
+# path (far from the depth limit) of field names the check would pass without looking twice.
+_KEEPING_OPS = frozenset({"increment", "decrement", "remove", "set", "append"})
+_SHORT_PATH = 32
+
+
+def _keeps_checked(parsed: builtins.list[Op]) -> bool:
+    """Whether applying ``parsed`` to a checked value gives a checked one (but for _long_results)."""
+    for op in parsed:
+        if op.type not in _KEEPING_OPS or len(op.path) > _SHORT_PATH:
+            return False
+        value = op.value
+        t = builtins.type(value)
+        if t is dict or t is list or (t is int and value.bit_length() > _INT_PRETEST_BITS):
+            return False  # a container's depth adds to the path's; a long int is checked in full
+        for part in op.path:
+            if "\x00" in part or not part.isascii():
+                return False
+    return True
+
+
+def _long_results(value: Any, parsed: builtins.list[Op]) -> bool:
+    """Whether an increment left an int too long for the inline test at its path (it may pass Python's limit)."""
+    for op in parsed:
+        if op.type == "increment" or op.type == "decrement":
+            node = value
+            for part in op.path:
+                node = node.get(part) if builtins.type(node) is dict else None
+            if builtins.type(node) is int and node.bit_length() > _INT_PRETEST_BITS:
+                return True
+    return False
 
 
 def _names(keys: Iterable[str]) -> Sequence[str]:

@@ -109,37 +109,47 @@ def _parse_path(raw: object, what: str) -> tuple[str, ...]:
     raise ValueError(f"{what} path must be a field name or a list of non-empty field names, got {raw!r}")
 
 
-def _is_number(v: object) -> bool:
-    return type(v) is int or type(v) is float
-
-
 def parse_ops(raw_ops: object, scope: str, key: str) -> list[Op]:
     """Validate ``update`` operations; raise UpdateOpError (bad op) or StateValueError (bad value)."""
-    if isinstance(raw_ops, Mapping) or not isinstance(raw_ops, Iterable) or isinstance(raw_ops, str | bytes):
+    # A list of dicts (the usual call) skips the ABC checks, which cost more than the rest of a small update.
+    given_ops: Iterable[Any]
+    if type(raw_ops) is list or type(raw_ops) is tuple:
+        given_ops = raw_ops
+    elif isinstance(raw_ops, Mapping) or not isinstance(raw_ops, Iterable) or isinstance(raw_ops, str | bytes):
         raise UpdateOpError(f"update ops must be a list of op dicts, got {type(raw_ops).__name__}", op_index=0)
+    else:
+        given_ops = raw_ops
     parsed: list[Op] = []
-    for i, raw in enumerate(raw_ops):
-        if not isinstance(raw, Mapping):
+    for i, raw in enumerate(given_ops):
+        plain = type(raw) is dict
+        if not plain and not isinstance(raw, Mapping):
             raise UpdateOpError(f"op {i} must be a dict, got {type(raw).__name__}", op_index=i)
         kind = raw.get("type")
-        if kind not in _OP_FIELDS:
+        spec = _OP_FIELDS.get(kind)
+        if spec is None:
             raise UpdateOpError(f"op {i} has unknown type {kind!r}; use one of {', '.join(_OP_FIELDS)}", op_index=i)
-        required, allowed = _OP_FIELDS[kind]
-        fields = set(raw)
+        required, allowed = spec
+        fields = raw.keys() if plain else set(raw)
         if not required <= fields or not fields <= allowed:
             raise UpdateOpError(
                 f"op {i} ({kind}) must have the fields {sorted(required)}"
                 f" (optional: {sorted(allowed - required)}), got {sorted(map(str, fields))}",
                 op_index=i,
             )
-        try:
-            path = _parse_path(raw.get("path"), f"op {i} ({kind})")
-        except ValueError as exc:
-            raise UpdateOpError(str(exc), op_index=i) from None
+        given = raw.get("path")
+        if type(given) is str and given:
+            path: tuple[str, ...] = (given,)  # the usual one-field path, without building the error prefix
+        else:
+            try:
+                path = _parse_path(given, f"op {i} ({kind})")
+            except ValueError as exc:
+                raise UpdateOpError(str(exc), op_index=i) from None
         value: Any = None
-        if kind in ("increment", "decrement"):
+        if kind == "increment" or kind == "decrement":
             value = raw.get("by", 1)
-            if not _is_number(value) or not math.isfinite(value):
+            by = type(value)
+            # isfinite() of an int beyond a float's range raises OverflowError: ints are always finite.
+            if (by is not int and by is not float) or (by is float and not math.isfinite(value)):
                 raise UpdateOpError(f"op {i} ({kind}): 'by' must be a finite int or float, got {value!r}", op_index=i)
         elif kind == "remove":
             if not path:
@@ -162,9 +172,20 @@ def _clone(value: Any) -> Any:
     """Copy of a checked JSON value (only dicts and lists are mutable); far cheaper than copy.deepcopy."""
     t = type(value)
     if t is dict:
-        return {k: _clone(v) for k, v in value.items()}
+        # A shallow copy in C, then only the nested containers replaced: no call per scalar.
+        out = value.copy()
+        for k, v in out.items():
+            tv = type(v)
+            if tv is dict or tv is list:
+                out[k] = _clone(v)
+        return out
     if t is list:
-        return [_clone(v) for v in value]
+        items = value.copy()
+        for i, v in enumerate(items):
+            tv = type(v)
+            if tv is dict or tv is list:
+                items[i] = _clone(v)
+        return items
     return value
 
 
@@ -201,7 +222,7 @@ def _apply_one(current: Any, op: Op, i: int) -> Any:
         if type(node) is dict:
             node.pop(op.path[-1], None)
         return root
-    parent = _parent(root, op.path)
+    parent = root if len(op.path) == 1 else _parent(root, op.path)
     last = op.path[-1]
     old = parent.get(last, _MISSING)
     if op.type == "set":
@@ -224,11 +245,14 @@ def _apply_one(current: Any, op: Op, i: int) -> Any:
 def _add(old: Any, op: Op, i: int, *, missing: bool = False) -> Any:
     if missing:
         old = 0
-    if not _is_number(old):
+    if type(old) is not int and type(old) is not float:
         raise UpdateOpError(
             f"op {i} ({op.type}): the field at {list(op.path)} is {type(old).__name__}, not a number", op_index=i
         )
-    result = old + op.value if op.type == "increment" else old - op.value
+    try:
+        result = old + op.value if op.type == "increment" else old - op.value
+    except OverflowError:  # a float and an int beyond a float's range
+        result = math.inf
     if type(result) is float and not math.isfinite(result):
         raise UpdateOpError(f"op {i} ({op.type}): the result overflows a float", op_index=i)
     return result

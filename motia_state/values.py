@@ -19,7 +19,35 @@ __all__ = ["check_name", "check_ttl", "check_value", "decode", "encode", "rebuil
 T = TypeVar("T")
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-decode = json.loads
+_scan: cabc.Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def decode(text: str | bytes) -> Any:
+    """The value of stored JSON text: json.loads, without its Python-level detour for the text we write (no
+    surrounding whitespace, a str). Anything else (bytes, whitespace, an error to report) goes to json.loads."""
+    if type(text) is str:
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:
+            return json.loads(text)
+        if end == len(text):
+            return value
+    return json.loads(text)
+
+
+def _fast_dumps() -> cabc.Callable[[Any], str] | None:
+    """The C encoder behind ``_dumps``, built once: JSONEncoder.encode builds it again at every call (about
+    half of its time for a small value). No circular check: values are checked first (their depth is bounded).
+    None where the C accelerator is missing."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    chunks = make(None, json.JSONEncoder().default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    join = "".join
+    return lambda value: join(chunks(value, 0))
+
+
+_dumps_fast = _fast_dumps() or _dumps
 
 
 def _has_surrogate(text: str) -> bool:
@@ -126,7 +154,8 @@ def _walk(value: Any, depth: int = 0) -> Any:
         for k, v in value.items():
             if type(k) is not str:
                 raise _Invalid(f"dict key {k!r} is a {type(k).__name__}; only str keys are stored")
-            _check_str(k, f"dict key {k!r}")
+            if "\x00" in k or not k.isascii():  # the message is built only for a suspect key
+                _check_str(k, f"dict key {k!r}")
             tv = type(v)
             if tv is str:
                 if "\x00" in v or not v.isascii():
@@ -135,38 +164,55 @@ def _walk(value: Any, depth: int = 0) -> Any:
                     except _Invalid as exc:
                         exc.parts.append(k)
                         raise
-                nv = v
-            elif (
+                continue
+            if (
                 (tv is int and v.bit_length() <= _INT_PRETEST_BITS)
                 or tv is bool
                 or v is None
                 or (tv is float and math.isfinite(v))
             ):
-                nv = v
-            else:
-                try:
-                    nv = _walk(v, depth + 1)
-                except _Invalid as exc:
-                    exc.parts.append(k)
-                    raise
-            if nv is not v and out is None:
-                out = dict(value)
-            if out is not None:
+                continue
+            try:
+                nv = _walk(v, depth + 1)
+            except _Invalid as exc:
+                exc.parts.append(k)
+                raise
+            if nv is not v:
+                # Copied at the first change: the keys after it are copied as they are, which they stay.
+                if out is None:
+                    out = dict(value)
                 out[k] = nv
         return value if out is None else out
     if t is list or t is tuple:
-        items = list(value)
-        changed = t is tuple
-        for i, v in enumerate(items):
+        # A tuple is stored as a list; a list is copied only when an item changes form.
+        items: list[Any] | None = None if t is list else list(value)
+        for i, v in enumerate(value):
+            tv = type(v)
+            if tv is str:
+                if "\x00" in v or not v.isascii():
+                    try:
+                        _check_str(v)
+                    except _Invalid as exc:
+                        exc.parts.append(i)
+                        raise
+                continue
+            if (
+                (tv is int and v.bit_length() <= _INT_PRETEST_BITS)
+                or tv is bool
+                or v is None
+                or (tv is float and math.isfinite(v))
+            ):
+                continue
             try:
                 nv = _walk(v, depth + 1)
             except _Invalid as exc:
                 exc.parts.append(i)
                 raise
             if nv is not v:
+                if items is None:
+                    items = list(value)
                 items[i] = nv
-                changed = True
-        return items if changed else value
+        return value if items is None else items
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _walk({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, depth)
     dump = getattr(value, "model_dump", None)
@@ -223,8 +269,9 @@ def _encode_slow(value: Any) -> str:
 
 def encode(value: Any) -> str:
     """JSON text of an already checked value; floats always read back as floats, even through jsonb."""
-    text = _dumps(value)
-    if _EXPONENT.search(text) is None:
+    text = _dumps_fast(value)
+    # Every exponent float's repr holds "e+" or "e-": two substring scans spare most texts the regex.
+    if ("e+" not in text and "e-" not in text) or _EXPONENT.search(text) is None:
         return text
     return _encode_slow(value)
 

@@ -6,7 +6,7 @@ import bisect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from ..adapter import Entry, StateAdapter, StateItem
 from ..changes import DEFAULT_RETENTION, Change, ChangeLog, log_compaction
@@ -33,6 +33,9 @@ class MemoryAdapter(StateAdapter):
     """State in a dict of scopes; atomic within the process because no operation awaits mid-way."""
 
     backend = "memory"
+    # Every value here came through the StateManager's check_value (or an update of one): what update() reads
+    # back needs no new check (StateManager._checked_store). The SQL and Redis stores may hold other writers' JSON.
+    holds_checked_values: ClassVar[bool] = True
 
     def __init__(
         self, url: object = None, *, changes: bool = True, changes_retention: float = DEFAULT_RETENTION
@@ -112,18 +115,24 @@ class MemoryAdapter(StateAdapter):
         return entries
 
     def _put(self, scope: str, key: str, value: Any, expires: float | None) -> None:
-        entries = self._scope_for_write(scope)
+        entries = self._data.get(scope)
+        if entries is None:
+            entries = self._scope_for_write(scope)
         text = encode(value)
         if not self.changes_off:
-            old = entries.get(key)
-            now = time.time()
-            trace = OPERATION.get() or None  # '' (a span without a valid context) is no traceparent
-            if old is None or (old[1] is not None and old[1] <= now):  # absent or expired: a new entry
-                self._log.record("created", scope, key, None, text, now, trace)
-            else:
-                self._log.record("updated", scope, key, old[0], text, now, trace)
-            self._log.wake()
+            self._record_put(entries, scope, key, text)
         entries[key] = (text, expires)
+
+    def _record_put(self, entries: dict[str, _Stored], scope: str, key: str, text: str) -> None:
+        """Record the write of ``text`` at ``key`` of ``entries``, before it replaces what is there."""
+        old = entries.get(key)
+        now = time.time()
+        trace = OPERATION.get() or None  # '' (a span without a valid context) is no traceparent
+        if old is None or (old[1] is not None and old[1] <= now):  # absent or expired: a new entry
+            self._log.record("created", scope, key, None, text, now, trace)
+        else:
+            self._log.record("updated", scope, key, old[0], text, now, trace)
+        self._log.wake()
 
     async def get(self, scope: str, key: str) -> Any:
         stored = self._live(scope, key)
@@ -137,9 +146,18 @@ class MemoryAdapter(StateAdapter):
         self._put(scope, key, value, None)
 
     async def set_entry(self, scope: str, key: str, value: Any, ttl: float | None) -> Any:
-        stored = self._live(scope, key)
-        self._put(scope, key, value, _expiry(ttl))
-        return None if stored is None else decode(stored[0])
+        # _live and _put inline: this is the hot path of every set().
+        text = encode(value)
+        entries = self._data.get(scope)
+        if entries is None:
+            entries = self._scope_for_write(scope)
+        stored = entries.get(key)
+        if not self.changes_off:
+            self._record_put(entries, scope, key, text)
+        entries[key] = (text, None if ttl is None else time.time() + ttl)
+        if stored is None or (stored[1] is not None and stored[1] <= time.time()):
+            return None
+        return decode(stored[0])
 
     async def delete(self, scope: str, key: str) -> None:
         await self.delete_entry(scope, key)
@@ -160,11 +178,18 @@ class MemoryAdapter(StateAdapter):
     async def update_entry(
         self, scope: str, key: str, apply: Callable[[Any], Any], ttl_if_new: float | None
     ) -> tuple[Any, Any]:
-        stored = self._live(scope, key)
+        entries = self._data.get(scope)
+        stored = None if entries is None else entries.get(key)
+        if stored is not None and stored[1] is not None and stored[1] <= time.time():
+            stored = None  # expired: the update starts from an absent entry
         old = None if stored is None else decode(stored[0])
         new = apply(old)
-        expires = _expiry(ttl_if_new) if stored is None else stored[1]
-        self._put(scope, key, new, expires)
+        text = encode(new)
+        if entries is None:
+            entries = self._scope_for_write(scope)
+        if not self.changes_off:
+            self._record_put(entries, scope, key, text)
+        entries[key] = (text, _expiry(ttl_if_new) if stored is None else stored[1])
         return old, new  # apply() built a fresh object; the store keeps only its text
 
     async def clear(self, scope: str) -> int:

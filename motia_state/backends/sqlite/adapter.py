@@ -243,8 +243,11 @@ class SQLiteAdapter(StateAdapter):
         """Write every entry in one transaction."""
         if not mapping:
             return
-        rows = [(k, encode(v)) for k, v in mapping.items()]
-        await self._write(op_set_many, scope, rows, ttl)
+        # One flat list (key, text, key, text...): the statements' parameters are slices of it.
+        flat = [""] * (2 * len(mapping))
+        flat[0::2] = list(mapping)
+        flat[1::2] = [encode(v) for v in mapping.values()]
+        await self._write(op_set_many, scope, flat, ttl)
 
     async def delete_many(self, scope: str, keys: Sequence[str]) -> int:
         """Remove ``keys``; count the live ones removed."""

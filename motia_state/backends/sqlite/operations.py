@@ -24,7 +24,8 @@ from .statements import (
     SQL_CHANGES_MAX,
     SQL_CHANGES_MIN,
     SQL_CLEANUP,
-    SQL_CLEAR,
+    SQL_CLEAR_EXPIRED,
+    SQL_CLEAR_SCOPE,
     SQL_COMPACT,
     SQL_DELETE,
     SQL_DELETE_MANY,
@@ -42,9 +43,11 @@ from .statements import (
     SQL_TTL,
     SQL_UPSERT,
     SQL_VALUES,
+    UPSERT_ROWS,
     changes_query,
     items_query,
     scopes_query,
+    upsert_rows,
 )
 
 
@@ -112,7 +115,9 @@ def op_update(
 
 
 def op_clear(conn: sqlite3.Connection, now: str, scope: str) -> int:
-    return sum(1 for (expires,) in conn.execute(SQL_CLEAR, (scope,)).fetchall() if live(expires, now))
+    # In the batch's write transaction: nothing can expire or be written between the count and the delete.
+    (expired,) = conn.execute(SQL_CLEAR_EXPIRED, (scope, now)).fetchone()
+    return int(conn.execute(SQL_CLEAR_SCOPE, (scope,)).rowcount) - int(expired)
 
 
 def op_keys(conn: sqlite3.Connection, now: str, scope: str) -> list[str]:
@@ -160,9 +165,16 @@ def op_get_many(conn: sqlite3.Connection, now: str, scope: str, keys_json: str) 
     return {k: decode(v) for k, v in conn.execute(SQL_GET_MANY, (scope, keys_json, now))}
 
 
-def op_set_many(conn: sqlite3.Connection, now: str, scope: str, rows: list[tuple[str, str]], ttl: float | None) -> None:
+def op_set_many(conn: sqlite3.Connection, now: str, scope: str, flat: list[str], ttl: float | None) -> None:
+    """Upsert the rows of ``flat`` (key, value text, key, value text...) in statements of up to UPSERT_ROWS rows."""
     expires = None if ttl is None else ts(time.time() + ttl)
-    conn.executemany(SQL_UPSERT, [(scope, k, text, expires, now, now) for k, text in rows])
+    shared: list[Any] = [scope, expires, now]
+    start, end = 0, len(flat)
+    while start < end:
+        n = min(UPSERT_ROWS, 1 << (((end - start) // 2).bit_length() - 1))  # the largest power of two that fits
+        stop = start + 2 * n
+        conn.execute(upsert_rows(n), shared + flat[start:stop])
+        start = stop
 
 
 def op_delete_many(conn: sqlite3.Connection, now: str, scope: str, keys_json: str) -> int:

@@ -277,6 +277,38 @@ async def test_bulk_operations_record_one_change_per_entry(state: StateManager) 
     assert got[120].key == SENTINEL[1]
 
 
+async def test_bulk_writes_over_expired_entries(state: StateManager) -> None:
+    # set_many over new, live and expired entries (300: several statements where a backend splits a batch),
+    # then a clear of a scope holding expired entries: created / updated / deleted, per entry.
+    await state.set_many("bulk", {f"k{i:03d}": "old" for i in range(0, 300, 3)}, ttl=0.3)
+    await state.set_many("bulk", {f"k{i:03d}": "live" for i in range(1, 300, 3)})
+    await asyncio.sleep(0.65)
+    mapping = {f"k{i:03d}": i for i in range(300)}
+    async with state.watch("bulk") as changes:
+        await state.set_many("bulk", mapping)
+        await state.set_many("bulk", {f"x{i:03d}": i for i in range(5)}, ttl=0.3)
+        await asyncio.sleep(0.65)
+        assert await state.clear("bulk") == 300
+        await state.set("bulk", SENTINEL[1], True)
+        got: list[Change] = []
+        while len(got) < 306 or got[-1].key != SENTINEL[1]:
+            got.append(await asyncio.wait_for(anext(changes), READ_WITHIN))
+    writes = {c.key: c for c in got[:300]}
+    assert set(writes) == set(mapping)
+    for i in range(300):
+        c = writes[f"k{i:03d}"]
+        if i % 3 == 1:
+            assert (c.event, c.old_value, c.new_value) == ("updated", "live", i)
+        else:  # absent, or expired: a new entry
+            assert (c.event, c.old_value, c.new_value) == ("created", None, i)
+    removed = [c for c in got[305:] if c.key != SENTINEL[1]]
+    deleted = [c for c in removed if c.event == "deleted"]
+    assert {c.key: c.old_value for c in deleted} == mapping
+    # The expired x-entries: recorded as expired or not at all (where the backend removed them itself).
+    assert {c.event for c in removed} <= {"deleted", "expired"}
+    assert all(c.key.startswith("x") for c in removed if c.event == "expired")
+
+
 async def test_argument_checks(state: StateManager) -> None:
     with pytest.raises(StateValueError):
         state.watch(key="k")

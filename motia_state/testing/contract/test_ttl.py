@@ -73,6 +73,35 @@ async def test_clear_does_not_count_expired(state: StateManager) -> None:
     assert await state.list_groups() == []
 
 
+async def test_clear_of_a_big_scope_counts_only_live_entries(state: StateManager) -> None:
+    await state.set_many("s", {f"live{i:03d}": {"i": i} for i in range(130)})
+    await state.set_many("s", {f"gone{i:03d}": i for i in range(70)}, ttl=SHORT)
+    await state.set_many("s", {f"live{i:03d}": {"i": -i} for i in range(0, 130, 5)})  # overwritten, still live
+    await state.set_many("s2", {"live000": 1})  # a scope sharing the prefix is not touched
+    await asyncio.sleep(WAIT)
+    assert await state.clear("s") == 130
+    assert await state.keys("s") == []
+    assert await state.clear("s") == 0
+    assert await state.keys("s2") == ["live000"]
+
+
+async def test_set_many_overwrites_expired_and_live_entries(state: StateManager) -> None:
+    # 300 entries: more than one statement's worth on SQL backends that split a batch.
+    await state.set_many("s", {f"k{i:03d}": "old" for i in range(0, 300, 3)}, ttl=SHORT)
+    await state.set_many("s", {f"k{i:03d}": "live" for i in range(1, 300, 3)})
+    await asyncio.sleep(WAIT)
+    mapping: dict[str, Any] = {f"k{i:03d}": {"i": i, "f": i / 2, "s": "é" * (i % 3)} for i in range(300)}
+    await state.set_many("s", mapping, ttl=100)
+    assert await state.get_many("s", list(mapping)) == mapping
+    assert await state.keys("s") == sorted(mapping)
+    for key in ("k000", "k001", "k002", "k299"):
+        left = await state.ttl("s", key)
+        assert left is not None and 50 < left <= 100
+    await state.set_many("s", {"k000": 0, "k001": 1})  # no ttl: no expiry any more
+    assert await state.ttl("s", "k000") is None and await state.ttl("s", "k001") is None
+    assert await state.get_many("s", ["k000", "k001", "k002"]) == {"k000": 0, "k001": 1, "k002": mapping["k002"]}
+
+
 async def test_millisecond_ttl(state: StateManager) -> None:
     await state.set("s", "k", 1, ttl=0.05)
     left = await state.ttl("s", "k")
