@@ -305,7 +305,7 @@ class PostgresAdapter(StateAdapter):
 
     async def get(self, scope: str, key: str) -> Any:
         gets, pool = self._gets, self._pg.pool
-        if pool is None or gets.pending is not None or gets.in_flight >= _IN_FLIGHT:
+        if pool is None or gets.pending is not None or gets.in_flight >= _IN_FLIGHT or gets.busy:
             return await gets((scope, key))
         # The direct path of _Batcher.__call__, inlined: at concurrency 1 every call takes it, and each
         # coroutine layer saved is a measurable share of a ~100 µs round trip.
@@ -348,7 +348,7 @@ class PostgresAdapter(StateAdapter):
             self._sets_traced = True  # from now on, batches look for traced callers
         else:
             arg = (scope, key, encode(value), ttl)
-        if self._pg.pool is None or sets.pending is not None or sets.in_flight >= _IN_FLIGHT:
+        if self._pg.pool is None or sets.pending is not None or sets.in_flight >= _IN_FLIGHT or sets.busy:
             return await sets(arg)
         sets.in_flight += 1  # the direct path of _Batcher.__call__, inlined (see get)
         try:

@@ -20,9 +20,13 @@ class Batcher(Generic[A, R]):
     With nothing else in flight (concurrency 1) a call goes straight to ``single``: no extra latency.
     Once ``limit`` calls are in flight, new calls queue; the first queued call starts a task that waits
     for a free slot and then runs everything queued by then as one ``many`` call.
+
+    While batches carry more than one call (``busy``), calls queue even with a slot free: the callers of a
+    batch that just finished call again in the same tick, and the first of them going straight out alone would
+    make every other round trip a single call. A batch of one means the crowd has gone: calls go straight again.
     """
 
-    __slots__ = ("_limit", "_many", "_single", "_tasks", "in_flight", "pending", "waiter")
+    __slots__ = ("_limit", "_many", "_single", "_tasks", "busy", "in_flight", "pending", "waiter")
 
     def __init__(
         self,
@@ -35,6 +39,7 @@ class Batcher(Generic[A, R]):
         self._limit = limit
         self._tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
+        self.busy = False
         self.pending: list[tuple[A, asyncio.Future[R]]] | None = None
         self.waiter: asyncio.Future[None] | None = None
 
@@ -48,7 +53,7 @@ class Batcher(Generic[A, R]):
                 waiter.set_result(None)
 
     async def __call__(self, arg: A) -> R:
-        if self.pending is None and self.in_flight < self._limit:
+        if self.pending is None and self.in_flight < self._limit and not self.busy:
             self.in_flight += 1
             try:
                 return await self._single(arg)
@@ -74,6 +79,7 @@ class Batcher(Generic[A, R]):
         batch = self.pending or []
         self.pending = None
         batch = [(arg, fut) for arg, fut in batch if not fut.done()]
+        self.busy = len(batch) > 1
         if not batch:
             return
         self.in_flight += 1
