@@ -1,5 +1,5 @@
 """``python -m motia_state.cli``: the same as the ``motia-state`` script."""
 
-from .app import main
+from . import main
 
 main()

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import os
 import sys
-import warnings
-from collections.abc import Sequence
-from typing import IO, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 import click
 
 from ..errors import StateError, mask_secrets
-from .common import EXIT_USAGE, PROG, CLIFailure, Target, describe, exit_code_of
+from .common import EXIT_USAGE, PROG, CLIFailure, Target, describe, exit_code_of, prepare_process
+from .startup import ONE_OPERATION, started
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "guarded", "main"]
 
 DEBUG_ENV = "MOTIA_STATE_DEBUG"
 
@@ -64,6 +63,8 @@ class _LazyGroup(click.Group):
             return None
         module, _, name = target.partition(":")
         command: click.Command = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        if cmd_name not in ONE_OPERATION:
+            started()  # a one-operation command starts up until its store is built (common.run_on_store)
         return command
 
 
@@ -107,31 +108,17 @@ def _fail(message: str, exit_code: int = 1) -> NoReturn:
     sys.exit(exit_code)
 
 
-def _show_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: IO[str] | None = None,
-    line: str | None = None,
-) -> None:
-    click.echo(f"{PROG}: warning: {mask_secrets(str(message))}", err=True)
-
-
-def _utf8_stdout() -> None:
-    # Values are printed as UTF-8 JSON whatever the locale says (a C locale would fail on 'é').
-    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.encoding.lower().replace("-", "") != "utf8":
-        sys.stdout.reconfigure(encoding="utf-8")
-
-
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console-script entry point: run the CLI, turning expected failures into one line on stderr."""
-    _utf8_stdout()
-    warnings.filterwarnings("default", category=DeprecationWarning, module=r"motia_state(\.|$)")
-    warnings.showwarning = _show_warning
+    prepare_process()
+    guarded(lambda: cli.main(args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False))
+
+
+def guarded(call: Callable[[], Any]) -> NoReturn:
+    """Run ``call`` (a command), turning expected failures into one line on stderr; exit with its code."""
     debug = bool(os.environ.get(DEBUG_ENV))
     try:
-        code = cli.main(args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False)
+        code = call()
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
         sys.exit(EXIT_USAGE)

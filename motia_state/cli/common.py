@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import math
+import sys
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeVar
-
-import click
+from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 
 from ..config import Settings, load_settings
 from ..errors import SchemaOutOfDateError, StateBackendError, StateConfigError, StateError, mask_secrets
 from ..manager import StateManager
+from .startup import started
+
+if TYPE_CHECKING:  # click is not imported by a call that fast.py runs
+    import click
 
 __all__ = [
     "EXIT_BACKEND",
@@ -28,9 +33,11 @@ __all__ = [
     "CLIFailure",
     "Output",
     "Target",
+    "echo",
     "exit_code_of",
     "output_options",
     "parse_json",
+    "prepare_process",
     "run_on_store",
     "target",
 ]
@@ -94,6 +101,7 @@ def failure(exc: StateError, url: str | None = None, prefix: str = "") -> CLIFai
 
 async def _with_store(settings: Settings, work: Callable[[StateManager], Awaitable[T]]) -> T:
     state = settings.build(StateManager)
+    started()  # the backend is imported: the rest is the command's own work
     try:
         result = await work(state)
     except BaseException:
@@ -136,6 +144,47 @@ def parse_json(text: str, what: str) -> Any:
         raise CLIFailure(f"{what} is nested too deeply", EXIT_USAGE) from None
 
 
+def echo(text: str, *, nl: bool = True) -> None:
+    """Print ``text`` to stdout as ``click.echo`` does; without importing click when a call runs without it."""
+    loaded = sys.modules.get("click")
+    if loaded is not None:
+        loaded.echo(text, nl=nl)
+        return
+    # What click.echo does here (fast.py runs only on POSIX): write, flush. It would also strip ANSI codes when
+    # stdout is not a terminal, but this prints JSON, whose every control character is escaped (no ESC).
+    out = sys.stdout
+    if out is None:  # no stdout at all: click prints nothing either
+        return
+    out.write(text + "\n" if nl else text)
+    out.flush()
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: IO[str] | None = None,
+    line: str | None = None,
+) -> None:
+    import click  # rare: not worth importing at every start
+
+    click.echo(f"{PROG}: warning: {mask_secrets(str(message))}", err=True)
+
+
+def _utf8_stdout() -> None:
+    # Values are printed as UTF-8 JSON whatever the locale says (a C locale would fail on 'é').
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.encoding.lower().replace("-", "") != "utf8":
+        sys.stdout.reconfigure(encoding="utf-8")
+
+
+def prepare_process() -> None:
+    """Before any command runs: UTF-8 output, and warnings as one ``motia-state: warning:`` line."""
+    _utf8_stdout()
+    warnings.filterwarnings("default", category=DeprecationWarning, module=r"motia_state(\.|$)")
+    warnings.showwarning = _show_warning
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -159,19 +208,21 @@ class Output:
 
     def value(self, value: Any) -> None:
         """Print one JSON value."""
-        click.echo(self.dumps(value, compact=self.compact or self.jsonl))
+        echo(self.dumps(value, compact=self.compact or self.jsonl))
 
     def rows(self, rows: Iterable[Any]) -> None:
         """Print a sequence: one compact value per line with ``--jsonl``, else one JSON array."""
         if self.jsonl:
             for row in rows:
-                click.echo(self.dumps(row, compact=True))
+                echo(self.dumps(row, compact=True))
         else:
             self.value(list(rows))
 
 
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--jsonl`` and ``--compact`` (the command builds ``Output(jsonl, compact)`` from them)."""
+    import click
+
     fn = click.option("--compact", is_flag=True, help="Print JSON on one line.")(fn)
     fn = click.option("--jsonl", is_flag=True, help="Print one JSON value per line (for jq and pipes).")(fn)
     return fn

@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from ..manager import StateManager
-from .common import EXIT_NOT_FOUND, CLIFailure, Output, output_options, parse_json, run_on_store, target
+from . import reads
+from .common import Output, output_options, parse_json, run_on_store, target
 
 __all__ = ["delete_command", "get_command", "set_command", "ttl_command", "update_command"]
 
@@ -28,14 +29,7 @@ def get_command(ctx: click.Context, scope: str, key: str, jsonl: bool, compact: 
     Example:
       motia-state get trace-123 booking
     """
-
-    async def work(state: StateManager) -> dict[str, Any]:
-        return await state.get_many(scope, [key])
-
-    found = run_on_store(target(ctx).settings(), work)
-    if key not in found:
-        raise CLIFailure(f"no entry for scope {scope!r} key {key!r}", EXIT_NOT_FOUND)
-    Output(jsonl, compact).value(found[key])
+    reads.get(target(ctx).settings(), scope, key, Output(jsonl, compact))
 
 
 def _json_argument(value: str) -> Any:
@@ -131,13 +125,4 @@ def ttl_command(ctx: click.Context, scope: str, key: str, jsonl: bool, compact: 
     Example:
       motia-state ttl trace-123 hold
     """
-
-    async def work(state: StateManager) -> tuple[bool, float | None]:
-        if not await state.get_many(scope, [key]):
-            return False, None
-        return True, await state.ttl(scope, key)
-
-    exists, left = run_on_store(target(ctx).settings(), work)
-    if not exists:
-        raise CLIFailure(f"no entry for scope {scope!r} key {key!r}", EXIT_NOT_FOUND)
-    Output(jsonl, compact).value(None if left is None else round(left, 3))
+    reads.ttl(target(ctx).settings(), scope, key, Output(jsonl, compact))

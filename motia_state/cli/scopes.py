@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Final
 
 import click
 
 from ..manager import StateManager
+from . import reads
 from .common import EXIT_USAGE, CLIFailure, Output, output_options, parse_json, run_on_store, target
 
 __all__ = [
@@ -39,31 +39,7 @@ def list_command(ctx: click.Context, scope: str | None, jsonl: bool, compact: bo
       motia-state list
       motia-state list trace-123 --jsonl | jq .value
     """
-    out = Output(jsonl, compact)
-
-    async def work(state: StateManager) -> None:
-        scopes = [scope] if scope is not None else await state.list_groups()
-        # One scope at a time, so a big store is never held in memory whole.
-        written = 0
-        for name in scopes:
-            items = await state.items(name)
-            if not items and scope is None:
-                continue  # expired since list_groups
-            if jsonl:
-                out.rows({"scope": i.scope, "key": i.key, "value": i.value} for i in items)
-                continue
-            body = Output.dumps({item.key: item.value for item in items}, compact=compact)
-            opening = "{" if compact else "{\n  "
-            between = "," if compact else ",\n  "
-            if not compact:
-                body = body.replace("\n", "\n  ")
-            key = json.dumps(name, ensure_ascii=False)
-            click.echo((opening if not written else between) + key + (":" if compact else ": ") + body, nl=False)
-            written += 1
-        if not jsonl:
-            click.echo(("}" if compact else "\n}") if written else "{}")
-
-    run_on_store(target(ctx).settings(), work)
+    reads.list_store(target(ctx).settings(), scope, Output(jsonl, compact))
 
 
 @click.command("keys", short_help="Print the keys of a scope (sorted).")
@@ -77,11 +53,7 @@ def keys_command(ctx: click.Context, scope: str, jsonl: bool, compact: bool) -> 
     Example:
       motia-state keys trace-123
     """
-
-    async def work(state: StateManager) -> list[str]:
-        return await state.keys(scope)
-
-    Output(jsonl, compact).rows(run_on_store(target(ctx).settings(), work))
+    reads.keys(target(ctx).settings(), scope, Output(jsonl, compact))
 
 
 _FILTER: Final = re.compile(r"\s*(?P<path>\[[^\]]*\]|\S+)\s+(?P<op>\S+)(?:\s+(?P<value>.*\S))?\s*$", re.S)
