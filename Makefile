@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+, := ,
 
 .PHONY: demo test lint bench clean
 
@@ -30,7 +31,8 @@ $(BIN)/.installed-bench: $(BIN)/.installed pyproject.toml
 # Each step runs even when one before it reported an error (the "-"), so that the last one, bench.targets, always
 # lists every target: met, missed, or not run.
 bench: $(BIN)/.installed $(BIN)/.installed-bench
-	-$(BIN)/python -m bench $(BENCH_ARGS)
+	-$(BIN)/python -m bench --no-scale $(BENCH_ARGS)
+	-$(BIN)/python -m bench.scale $(if $(findstring --quick,$(BENCH_ARGS)),--quick --rows 20000$(,)50000$(,)100000,)  # 1M, 3M, 10M rows (~20 min)
 	-$(BIN)/python -m bench.hotkey $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)  # 500 tasks / 8 processes on one key
 	-$(BIN)/python -m bench.feed $(BENCH_ARGS)  # the change feed: on/off cost, delivery delay, keep-up rate
 	-$(BIN)/python -m bench.triggers $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)  # triggers: changes/s, delay
