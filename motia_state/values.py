@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections.abc as cabc
 import dataclasses
 import json
+import marshal
 import math
 import re
 import sys
@@ -14,7 +15,7 @@ from typing import Any, TypeVar, cast
 
 from .errors import StateKeyError, StateValueError
 
-__all__ = ["check_name", "check_ttl", "check_value", "decode", "encode", "rebuild"]
+__all__ = ["SharedText", "check_name", "check_ttl", "check_value", "decode", "encode", "rebuild"]
 
 T = TypeVar("T")
 
@@ -33,6 +34,30 @@ def decode(text: str | bytes) -> Any:
         if end == len(text):
             return value
     return json.loads(text)
+
+
+class SharedText:
+    """The JSON text answering identical reads batched together, each caller to get its own objects from it.
+
+    The first caller decodes the text; the others load a marshal copy of that fresh decode (made before the
+    first caller gets it), about twice as fast as decoding the JSON again. Either way no two callers share
+    a list or a dict.
+    """
+
+    __slots__ = ("_copy", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._copy: bytes | None = None
+
+    def value(self) -> Any:
+        """A new decode of the text: objects of this caller only."""
+        if self._copy is not None:
+            return marshal.loads(self._copy)
+        value = decode(self.text)
+        # Only JSON's types come out of decode, all of which marshal keeps exactly (floats bit for bit).
+        self._copy = marshal.dumps(value)
+        return value
 
 
 def _fast_dumps() -> cabc.Callable[[Any], str] | None:

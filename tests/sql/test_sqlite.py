@@ -20,6 +20,7 @@ from motia_state.backends.sqlite.filters import compile_filters
 from motia_state.backends.sqlite.statements import CLEANUP_BATCH
 from motia_state.errors import StateBackendError, StateConfigError
 from motia_state.ops import FILTER_OPS, Filter, match
+from motia_state.sql import CHANGES_TABLE
 from motia_state.sql.connect import sqlalchemy_url, sqlite_path
 from motia_state.urls import parse_url
 from tests.sql import _workers
@@ -234,6 +235,71 @@ async def test_batched_operations_keep_their_own_results(sqlite_url: str) -> Non
         assert await state.get("s", "n") == {"x": "text"}
     finally:
         await state.close()
+
+
+def _traced(state: StateManager) -> list[str]:
+    """The statements the store's connection runs from now on (the trace callback of sqlite3)."""
+    adapter = state.adapter
+    assert isinstance(adapter, SQLiteAdapter) and adapter._db._conn is not None
+    run: list[str] = []
+    adapter._db._conn.set_trace_callback(run.append)  # called in the worker thread: list.append is safe
+    return run
+
+
+async def test_identical_lists_of_one_batch_run_one_statement_and_get_their_own_objects(sqlite_url: str) -> None:
+    state = StateManager.from_url(sqlite_url)
+    try:
+        await state.set_many("s", {f"k{i}": {"i": i, "tags": [i]} for i in range(3)})
+        await state.set("t", "only", [1])
+        run = _traced(state)
+        # The get goes to the worker alone; everything after it queues meanwhile and forms the next batch.
+        first = state.get("t", "only")
+        before = [state.list("s") for _ in range(16)]
+        other = state.list("t")
+        write = state.set("s", "k9", {"i": 9, "tags": [9]})
+        after = [state.list("s") for _ in range(16)]
+        results = await asyncio.gather(first, *before, other, write, *after)
+        lists = [s for s in run if "group_concat" in s]
+        assert len(lists) == 3  # "s" before the write, "t", "s" after it
+        old = [{"i": i, "tags": [i]} for i in range(3)]
+        got_before, got_after = results[1:17], results[19:]
+        assert all(r == old for r in got_before) and results[17] == [[1]]
+        assert all(r == [*old, {"i": 9, "tags": [9]}] for r in got_after)
+        mine = got_before + got_after
+        assert len({id(r) for r in mine}) == 32 and len({id(r[0]["tags"]) for r in mine}) == 32
+    finally:
+        await state.close()
+
+
+async def test_sets_of_one_batch_read_the_old_values_once_and_keep_call_order(tmp_path: Path) -> None:
+    path = tmp_path / "sets.db"
+    state = StateManager.from_url(f"sqlite:///{path}")
+    try:
+        await state.set("s", "a", "a0")
+        await state.set("t", "b", "b0")
+        run = _traced(state)
+        writes = [("s", "a"), ("t", "b"), ("s", "c"), ("s", "a"), ("s", "a"), ("t", "b"), ("s", "c")]
+        first = state.get("s", "a")
+        sets = [
+            state.set(scope, key, f"{key}{i + 1}", ttl=60 if i == 2 else None) for i, (scope, key) in enumerate(writes)
+        ]
+        results = await asyncio.gather(first, *sets)
+        # One look-up per scope for the whole batch, no read per set, and the writes in one transaction.
+        assert len([s for s in run if "json_each" in s]) == 2
+        assert len([s for s in run if s.startswith("SELECT value FROM")]) == 1  # the get's
+        assert len([s for s in run if s.startswith("BEGIN")]) == 1
+        olds = [r.old_value for r in results[1:]]
+        assert olds == ["a0", "b0", None, "a1", "a4", "b2", "c3"]  # each the value its own write replaced
+        assert await state.get_many("s", ["a", "c"]) == {"a": "a5", "c": "c7"}
+        assert await state.ttl("s", "c") is None  # the later write of c had no ttl
+    finally:
+        await state.close()
+    # Each set its own change, in call order.
+    rows = _rows(path, f'SELECT scope, "key", old_value, new_value FROM {CHANGES_TABLE} ORDER BY revision')[2:]
+    assert rows == [
+        (sc, k, None if o is None else f'"{o}"', f'"{k}{i + 1}"')
+        for i, ((sc, k), o) in enumerate(zip(writes, olds, strict=True))
+    ]
 
 
 # --- filters in SQL, cross-checked with ops.match ---------------------------------------------------------

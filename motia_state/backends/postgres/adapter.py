@@ -37,7 +37,7 @@ from ...sql.feed import POSTGRES_TRIGGER, notify_channel, postgres_switch
 from ...sql.migrate import at_head
 from ...telemetry import OPERATION
 from ...urls import StoreURL, parse_url
-from ...values import decode, encode
+from ...values import SharedText, decode, encode
 from .batcher import Batcher, copy_error
 from .connection import DEFAULT_COMMAND_TIMEOUT, DRIVER_ERRORS, ROLLED_BACK, SESSION_PLAN_MODE, Pool
 from .listener import POLL, Listener, Poller
@@ -632,8 +632,8 @@ class PostgresAdapter(StateAdapter):
     async def _values_batch(self, scopes: list[str]) -> list[list[Any] | BaseException]:
         wanted = list(dict.fromkeys(scopes))
         rows = await self._pg.run("fetch", self._q.VALUES_ARRAYS, (wanted,), read=True)
-        found = {r[0]: r[1] for r in rows}
-        return [[] if (text := found.get(s)) is None else decode(text) for s in scopes]
+        found = {r[0]: SharedText(r[1]) for r in rows}
+        return [[] if (text := found.get(s)) is None else text.value() for s in scopes]
 
     async def items(
         self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None

@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ...adapter import Entry, StateAdapter, StateItem
 from ...changes import DEFAULT_RETENTION, Change
@@ -25,7 +25,7 @@ from ...sql.connect import sqlite_path
 from ...sql.migrate import at_head
 from ...telemetry import OPERATION
 from ...urls import StoreURL, parse_url
-from ...values import encode
+from ...values import decode, encode
 from .operations import (
     op_changes_after,
     op_cleanup,
@@ -48,9 +48,9 @@ from .operations import (
     op_traced,
     op_ttl,
     op_update,
-    op_values,
+    op_values_text,
 )
-from .worker import OWN, READ, WRITE, Database
+from .worker import OWN, READ, WRITE, Database, SharedText
 
 if TYPE_CHECKING:
     from .triggers import SQLiteTriggerStore
@@ -173,8 +173,10 @@ class SQLiteAdapter(StateAdapter):
         await self._write(op_set, scope, key, encode(value), None)
 
     async def set_entry(self, scope: str, key: str, value: Any, ttl: float | None) -> Any:
-        """Write and return the old live value, in one transaction."""
-        return await self._write(op_set, scope, key, encode(value), ttl)
+        """Write and return the old live value, in one transaction (sets queued together: one read of the old
+        values and one executemany, see op_set_batch); the old text is decoded here, out of the worker thread."""
+        old = await self._write(op_set, scope, key, encode(value), ttl)
+        return None if old is None else decode(old)
 
     async def delete(self, scope: str, key: str) -> None:
         """Remove the entry (absent = no-op)."""
@@ -221,9 +223,12 @@ class SQLiteAdapter(StateAdapter):
         return result
 
     async def values(self, scope: str) -> list[Any]:
-        """Live values of ``scope`` ordered by key."""
-        result: list[Any] = await self._call(READ, op_values, scope)
-        return result
+        """Live values of ``scope`` ordered by key: one JSON array text, read once for the identical lists of a
+        batch (a SharedText) and turned into objects here by each caller, its own (out of the worker thread)."""
+        text = await self._call(READ, op_values_text, scope)
+        if text is None:
+            return []
+        return cast("list[Any]", text.value() if type(text) is SharedText else decode(text))
 
     async def items(
         self, scope: str | None, filters: Sequence[Filter], limit: int | None, *, after: str | None = None

@@ -65,6 +65,13 @@ SQL_GROUPS: Final = f"SELECT DISTINCT scope FROM {TABLE_NAME} WHERE {LIVE} ORDER
 # A scope holds a live row: one probe of the primary key index (?: now), for each candidate of a page of scopes.
 _HAS_LIVE: Final = f"(SELECT 1 FROM {TABLE_NAME} AS m WHERE m.scope = c.scope AND {LIVE} LIMIT 1)"
 SQL_VALUES: Final = f'SELECT value FROM {TABLE_NAME} WHERE scope = ? AND {LIVE} ORDER BY "key"'
+# list(): the same rows as ONE JSON array text (NULL for none), one string to fetch and one decode per caller.
+# The ordered subquery is not flattened into an aggregate (SQLite keeps it as a co-routine reading the primary
+# key in key order), so group_concat sees the rows in key order; 3.40 has no ORDER BY inside the aggregate.
+SQL_VALUES_ARRAY: Final = (
+    f"SELECT '[' || group_concat(value, ',') || ']' FROM (SELECT value FROM {TABLE_NAME} WHERE scope = ? AND {LIVE}"
+    ' ORDER BY "key")'
+)
 # A JSON array of keys is one parameter: one statement text whatever the number of keys.
 # The head of an items() query: the filters, scope and key range are appended to it.
 SQL_ITEMS: Final = (

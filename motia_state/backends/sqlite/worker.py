@@ -3,7 +3,8 @@
 Every operation is one hop into the thread, which runs the whole transaction there (``BEGIN IMMEDIATE`` +
 statements + ``COMMIT`` in one function call). Operations queued while the thread is busy go together as
 the next batch: one hop and one transaction for all of them, so many concurrent tasks cost less per
-operation than one.
+operation than one. Inside a batch, consecutive sets run as one (``operations.MERGED``) and identical
+reads with no write between them read once (``operations.SHARED``, answered as a SharedText).
 
 The change feed's waits live here too: a watch with nothing to read waits for the next answered write batch
 (this process's commits) or for ``PRAGMA data_version`` to move (another connection committed), which one
@@ -27,9 +28,10 @@ from ...errors import StateBackendError
 from ...sql import TABLE_NAME, VERSION_TABLE
 from ...sql.connect import make_sqlite_folder
 from ...urls import StoreURL
-from .operations import op_data_version, rollback, ts
+from ...values import SharedText
+from .operations import MERGED, SHARED, op_data_version, rollback, ts
 
-__all__ = ["OWN", "READ", "WRITE", "Database"]
+__all__ = ["OWN", "READ", "WRITE", "Database", "SharedText"]
 
 # Job kinds: plain read, write inside the batch transaction, job running its own transactions.
 READ, WRITE, OWN = 0, 1, 2
@@ -404,16 +406,44 @@ class Database:
             return [(False, err)] * len(batch)
         now = ts(time.time())
         results: list[tuple[bool, Any]] = []
+        # Answers of SHARED reads since the last write of this segment: an identical read is answered from here.
+        shared: dict[tuple[Any, ...], int] = {}  # read -> index of its answer in results
+        n, i = len(batch), 0
         try:
-            for fn, args, kind, _ in batch:
+            while i < n:
+                fn, args, kind, _ = batch[i]
                 if kind == WRITE and not conn.in_transaction:
                     conn.execute("BEGIN IMMEDIATE")
+                if kind != READ:
+                    shared.clear()
+                    many = MERGED.get(fn)
+                    if many is not None and i + 1 < n and batch[i + 1][0] is fn:
+                        end = i + 2
+                        while end < n and batch[end][0] is fn:
+                            end += 1
+                        results += many(conn, now, [job[1] for job in batch[i:end]])
+                        i = end
+                        continue
+                elif fn in SHARED:
+                    first = shared.get((fn, *args))
+                    if first is None:
+                        shared[(fn, *args)] = len(results)
+                        results.append((True, fn(conn, now, *args)))
+                    else:
+                        answer = results[first][1]
+                        if answer is not None and type(answer) is not SharedText:
+                            answer = SharedText(answer)
+                            results[first] = (True, answer)
+                        results.append((True, answer))
+                    i += 1
+                    continue
                 try:
                     results.append((True, fn(conn, now, *args)))
                 except (sqlite3.Error, StateBackendError):
                     raise
                 except Exception as exc:  # e.g. UpdateOpError from apply(): that op wrote nothing
                     results.append((False, exc))
+                i += 1
             if conn.in_transaction:
                 conn.execute("COMMIT")
         except (sqlite3.Error, StateBackendError) as exc:

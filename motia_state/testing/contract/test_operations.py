@@ -182,3 +182,48 @@ async def test_satisfies_motia_internal_state_manager_protocol(state: StateManag
     await state.set("trace", "b", 2)
     await state.set("trace", "a", 1)
     assert await state.get_group("trace") == [1, 2]
+
+
+async def test_concurrent_sets_of_one_key_each_get_the_value_their_write_replaced(state: StateManager) -> None:
+    """Many sets of one key at once (and of other keys between them): applied one after the other in some
+    order, so the old values form one chain from the value before to the value stored; an expired value is no
+    one's old value."""
+    await state.set("s", "hot", {"v": -1})
+    await state.set("s", "brief", {"v": -1}, ttl=0.2)
+    await asyncio.sleep(0.5)
+
+    def key_of(i: int) -> str:
+        return "hot" if i % 2 else "brief" if i % 5 == 0 else f"k{i % 4}"
+
+    async def write(i: int) -> int | None:
+        result = await state.set("s", key_of(i), {"v": i}, ttl=60 if i % 3 == 0 else None)
+        return None if result.old_value is None else int(result.old_value["v"])
+
+    olds = await asyncio.gather(*(write(i) for i in range(60)))
+    for key, start in (("hot", -1), ("brief", None)):
+        mine = {i: old for i, old in enumerate(olds) if key_of(i) == key}
+        by_old = {old: i for i, old in mine.items()}
+        assert len(by_old) == len(mine), mine  # no two writes replaced the same value
+        chain: list[int] = []
+        at = start
+        while at in by_old:
+            at = by_old[at]
+            chain.append(at)
+        assert sorted(chain) == sorted(mine), mine  # one chain through every write of the key
+        assert await state.get("s", key) == {"v": chain[-1]}
+
+
+async def test_concurrent_lists_of_one_scope_each_get_their_own_objects(state: StateManager) -> None:
+    """Lists of one scope at once: equal answers, none sharing a list or a value with another caller's."""
+    expected = [{"i": i, "tags": ["a", {"deep": [i]}]} for i in range(5)]
+    await state.set_many("s", {f"k{i}": v for i, v in enumerate(expected)})
+    results = await asyncio.gather(*(state.list("s") for _ in range(16)))
+    assert all(r == expected for r in results)
+    assert len({id(r) for r in results}) == 16
+    for j in range(5):
+        assert len({id(r[j]) for r in results}) == 16
+        assert len({id(r[j]["tags"][1]["deep"]) for r in results}) == 16
+    results[0][0]["tags"][1]["deep"].append("mine")
+    results[0].append("extra")
+    assert all(r == expected for r in results[1:])
+    assert await state.list("s") == expected
