@@ -56,6 +56,8 @@ class RawPostgres:
             # 2026-12-02, they were silently missing and the raw side ran asyncpg's default pool.)
             options["reset"] = pg_connection._keep_session
             options["server_settings"] = dict(pg_connection._SESSION)
+            # And its statement timeout: asyncpg arms a timer per statement for it (a tenth of an update).
+            options["command_timeout"] = pg_connection.DEFAULT_COMMAND_TIMEOUT
         self.pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size, **options)
 
     async def close(self) -> None:
