@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import aiosqlite
 
@@ -30,6 +30,9 @@ def _dumps(value: Any) -> str:
 def _ts(t: float) -> str:
     # The adapter's timestamp text: UTC 'YYYY-MM-DD HH:MM:SS.ffffff'.
     return datetime.fromtimestamp(t, UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+_CLEAR: Final = f"DELETE FROM {sq.TABLE_NAME} WHERE scope = ? RETURNING expires_at"
 
 
 class RawSQLite:
@@ -119,13 +122,11 @@ class RawSQLite:
     async def clear(self, scope: str) -> int:
         # One statement in autocommit mode is its own transaction (but not inside another task's).
         now = _ts(time.time())
-        # The adapter's statement returns each removed row's expiry (or, in older versions, a live flag).
-        params = (scope,) if sq.SQL_CLEAR.count("?") == 1 else (scope, now)
+        # One DELETE returning each removed row's expiry, the live ones counted here (the adapter's statement
+        # until issue 18; the adapter now counts the expired rows first, then deletes without RETURNING).
         async with self.tx:
-            rows = await self.c.execute_fetchall(sq.SQL_CLEAR, params)
-        if params == (scope,):
-            return sum(1 for (expires,) in rows if expires is None or expires > now)
-        return sum(1 for r in rows if r[0])
+            rows = await self.c.execute_fetchall(_CLEAR, (scope,))
+        return sum(1 for (expires,) in rows if expires is None or expires > now)
 
     # --- scale runs ------------------------------------------------------------------------------
 

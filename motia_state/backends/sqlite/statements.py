@@ -50,7 +50,6 @@ SQL_DELETE: Final = f'DELETE FROM {TABLE_NAME} WHERE scope = ? AND "key" = ?'
 # RETURNING gives plain columns only: SQLite 3.40 evaluates `expires_at IS NULL` wrongly there, so the
 # liveness of deleted rows is decided in Python.
 SQL_DELETE_RETURNING: Final = f'DELETE FROM {TABLE_NAME} WHERE scope = ? AND "key" = ? RETURNING value, expires_at'
-SQL_CLEAR: Final = f"DELETE FROM {TABLE_NAME} WHERE scope = ? RETURNING expires_at"  # bench/raw_sqlite.py's clear
 # clear(): the scope's expired rows counted (?: now), then a plain DELETE, whose rowcount less them is the
 # live count; half the cost of RETURNING a row per entry. "+expires_at": the primary key index serves the
 # scope, never the expiry index (every expired row of the store).
